@@ -1,0 +1,220 @@
+"""The one unlearning interface: :class:`Unlearner`, :class:`LossUnlearner`, :class:`UnlearnBatch`.
+
+Every method in unlearnkit — vision or recsys, one-shot or iterative — is an :class:`Unlearner`:
+it edits a trained model *in place* so that it forgets the forget set D_f, optionally using the
+retain set D_r = D_train \\ D_f, and returns the same model object.
+
+Iterative methods subclass :class:`LossUnlearner` and write only :meth:`LossUnlearner.loss` (and
+maybe :meth:`LossUnlearner.setup`); the optimisation loop is Lightning's, driven by
+:class:`unlearnkit.module.UnlearningModule`, so the Python API and the CLI share one code path and
+any Lightning accelerator/strategy works for both.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+SPLITS = ("forget", "retain")
+
+
+@dataclass
+class UnlearnBatch:
+    """One optimisation step's data for a :class:`LossUnlearner`.
+
+    Attributes:
+        forget: ``(x, y)`` from D_f, or ``None`` when the method does not read D_f.
+            Shapes: ``x`` (B_f, ...) float32, ``y`` (B_f,) int64.
+        retain: ``(x, y)`` from D_r, or ``None`` when the method does not read D_r.
+    """
+
+    forget: tuple[Tensor, Tensor] | None = None
+    retain: tuple[Tensor, Tensor] | None = None
+
+    @classmethod
+    def from_loader_batch(cls, batch: Mapping[str, Any]) -> UnlearnBatch:
+        """Build from a :class:`~lightning.pytorch.utilities.CombinedLoader` dict batch.
+
+        Extra fields a dataset yields after ``(x, y)`` (e.g. sample indices) are dropped.
+        """
+        parts = {k: (tuple(v[:2]) if v is not None else None) for k, v in batch.items()}
+        return cls(forget=parts.get("forget"), retain=parts.get("retain"))
+
+
+def _loader_is_empty(loader: Iterable) -> bool:
+    dataset = getattr(loader, "dataset", None)
+    if dataset is not None and hasattr(dataset, "__len__"):
+        return len(dataset) == 0
+    try:
+        return len(loader) == 0  # type: ignore[arg-type]
+    except TypeError:
+        return False
+
+
+class Unlearner(ABC):
+    """Base class of every unlearning method.
+
+    Subclasses take their hyper-parameters as typed keyword arguments of ``__init__`` with the
+    paper's defaults and store them unchanged (no logic in ``__init__``); state learned while
+    unlearning gets a trailing underscore (``importance_``, ``mask_``).
+
+    Attributes:
+        requires_retain: whether :meth:`unlearn` needs a retain-set loader.
+    """
+
+    requires_retain: ClassVar[bool] = False
+
+    @abstractmethod
+    def unlearn(
+        self, model: nn.Module, forget: DataLoader, retain: DataLoader | None = None
+    ) -> nn.Module:
+        """Edit ``model`` in place so that it forgets ``forget``; return the same object.
+
+        Args:
+            model: the trained (original) model θ_o; modified in place.
+            forget: loader over D_f yielding ``(x, y)`` batches.
+            retain: loader over D_r yielding ``(x, y)``; required when ``requires_retain``.
+
+        Returns:
+            ``model`` itself, now the unlearned model θ_u.
+
+        Raises:
+            TypeError: ``model`` is not an ``nn.Module``.
+            ValueError: ``forget`` is empty, or ``retain`` is missing for a method that needs it.
+        """
+
+    def check_inputs(
+        self, model: nn.Module, forget: DataLoader | None, retain: DataLoader | None
+    ) -> None:
+        """Validate the arguments of :meth:`unlearn` (shared by all methods).
+
+        Raises:
+            TypeError: ``model`` is not an ``nn.Module``.
+            ValueError: empty/missing forget loader, or missing retain loader when required.
+        """
+        name = type(self).__name__
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{name}.unlearn expects a torch.nn.Module, got {type(model).__name__}")
+        if forget is None or _loader_is_empty(forget):
+            raise ValueError(
+                f"{name}: the forget set is empty; pass a loader over at least one sample of D_f"
+            )
+        if self.requires_retain and (retain is None or _loader_is_empty(retain)):
+            raise ValueError(
+                f"{name} needs a retain set: pass retain=<DataLoader over D_r> "
+                "(D_r = D_train minus the forget set)"
+            )
+
+    def get_params(self) -> dict[str, Any]:
+        """The ``__init__`` hyper-parameters, as stored (scikit-learn's convention)."""
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class LossUnlearner(Unlearner):
+    """An iterative unlearning method: subclasses write :meth:`loss` (and maybe :meth:`setup`).
+
+    :meth:`unlearn` runs ``epochs`` passes with a Lightning ``Trainer`` over a
+    :class:`~lightning.pytorch.utilities.CombinedLoader` of the splits named in ``uses``
+    (mode ``max_size_cycle``: the longer split sets the epoch length, the shorter one cycles).
+
+    Args:
+        epochs: passes over the longest split the method reads.
+        lr: learning rate.
+        optimizer: ``"sgd"`` (momentum ``momentum``, weight decay ``weight_decay``) or ``"adam"``.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (cosine annealing to 0 over all steps).
+        seed: seeds every random draw of the run (shuffling, random labels, ...).
+    """
+
+    uses: ClassVar[tuple[str, ...]] = ("forget",)
+
+    def __init__(
+        self,
+        *,
+        epochs: int = 1,
+        lr: float = 0.01,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        seed: int = 0,
+    ) -> None:
+        self.epochs = epochs
+        self.lr = lr
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.seed = seed
+
+    def setup(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Prepare state before the first step (teacher copies, masks, ...). Default: nothing."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor | None:
+        """The scalar loss to minimise on one step, or ``None`` to skip the step."""
+
+    def trainable_parameters(self, model: nn.Module) -> Iterable[nn.Parameter]:
+        """Parameters the optimizer updates (default: all that require grad)."""
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Build the optimizer over :meth:`trainable_parameters`."""
+        params = list(self.trainable_parameters(model))
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+
+    def unlearn(
+        self,
+        model: nn.Module,
+        forget: DataLoader,
+        retain: DataLoader | None = None,
+        *,
+        trainer: Any | None = None,
+    ) -> nn.Module:
+        """Run the loss-based unlearning loop through Lightning (see :class:`Unlearner`).
+
+        Args:
+            trainer: an optional ``lightning.Trainer`` (e.g. with a DDP strategy); its
+                ``max_epochs`` must equal ``self.epochs``. Default: a quiet single-device CPU
+                trainer.
+        """
+        self.check_inputs(model, forget, retain)
+        from unlearnkit.module import fit_method
+
+        return fit_method(self, model, {"forget": forget, "retain": retain}, trainer=trainer)
+
+
+def list_methods() -> dict[str, type[Unlearner]]:
+    """Every public unlearning method class, by class name (derived from the ``__all__`` lists).
+
+    Returns:
+        ``{"SSD": SSD, "FineTune": FineTune, ...}`` for vision and recsys methods.
+    """
+    from unlearnkit.vision import methods as vision_methods
+
+    found: dict[str, type[Unlearner]] = {}
+    for module in (vision_methods,):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj) and issubclass(obj, Unlearner):
+                found[name] = obj
+    return found

@@ -1,0 +1,196 @@
+"""`UnlearningModule`: the one LightningModule for classification unlearning.
+
+``fit`` runs the unlearning method (``training_step`` delegates to ``method.loss``; a one-shot
+method runs once in ``on_fit_start``, use ``max_epochs=0``), ``test`` runs the shared
+:class:`~unlearnkit.evaluation.Evaluator` on the forget, retain and test splits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import CombinedLoader
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from unlearnkit.base import LossUnlearner, UnlearnBatch, Unlearner
+from unlearnkit.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+EVAL_SPLITS = ("forget", "retain", "test")
+
+
+class UnlearningModule(L.LightningModule):
+    """Model + unlearning method + evaluator, as one LightningModule.
+
+    Args:
+        model: the classifier to unlearn, an ``nn.Module`` mapping ``(B, C, H, W)`` float32
+            images to ``(B, num_classes)`` logits.
+        method: the :class:`~unlearnkit.base.Unlearner` to apply.
+        evaluator: metrics for ``trainer.test`` (default: a plain
+            :class:`~unlearnkit.evaluation.Evaluator`).
+        checkpoint: path of the original model's weights (a file written by unlearnkit or a
+            plain ``state_dict``); loaded at ``setup``; never modified.
+
+    Raises:
+        FileNotFoundError / ValueError: from :func:`~unlearnkit.checkpoint.load_checkpoint`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: Unlearner,
+        evaluator: Any | None = None,
+        checkpoint: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+        self.evaluator = evaluator
+        self.checkpoint = checkpoint
+        self._loaded = False
+        self._test_outputs: dict[str, list[tuple[Tensor, Tensor]]] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    # -- fit: run the method --------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.checkpoint and not self._loaded:
+            load_checkpoint(self.model, self.checkpoint)
+            self._loaded = True
+
+    def on_fit_start(self) -> None:
+        if isinstance(self.method, LossUnlearner):
+            self.method.setup(self.model)
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            raise ValueError(
+                f"{type(self.method).__name__} is a one-shot method: run it with "
+                "method.unlearn(model, forget, retain) or give the Trainer an UnlearningDataModule"
+            )
+        retain = datamodule.retain_dataloader() if self.method.requires_retain else None
+        self.method.unlearn(self.model, datamodule.forget_dataloader(), retain)
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
+        if not isinstance(self.method, LossUnlearner):
+            return None
+        step = UnlearnBatch.from_loader_batch(batch[0] if isinstance(batch, tuple) else batch)
+        loss = self.method.loss(self.model, step, epoch=self.current_epoch)
+        if loss is not None:
+            self.log("unlearn/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        if not isinstance(self.method, LossUnlearner):
+            return None
+        optimizer = self.method.configure_optimizer(self.model)
+        if self.method.lr_schedule == "cosine":
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer
+
+    # -- test: shared evaluation ------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = {}
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y = batch[0], batch[1]
+        split = EVAL_SPLITS[dataloader_idx] if dataloader_idx < len(EVAL_SPLITS) else str(dataloader_idx)
+        self._test_outputs.setdefault(split, []).append((self.model(x).float(), y))
+
+    def on_test_epoch_end(self) -> None:
+        from unlearnkit.evaluation import Evaluator, Outputs
+
+        outputs: dict[str, Outputs] = {}
+        for split, parts in self._test_outputs.items():
+            logits = torch.cat([p[0] for p in parts])
+            targets = torch.cat([p[1] for p in parts])
+            if self.trainer.world_size > 1:  # DistributedSampler pads ranks to equal sizes
+                logits = self.all_gather(logits).flatten(0, 1)
+                targets = self.all_gather(targets).flatten(0, 1)
+            losses = F.cross_entropy(logits, targets, reduction="none")
+            outputs[split] = Outputs(logits=logits.cpu(), targets=targets.cpu(), losses=losses.cpu())
+        evaluator = self.evaluator or Evaluator()
+        metrics = evaluator.metrics_from_outputs(outputs)
+        for name, value in metrics.items():
+            self.log(name, float(value), rank_zero_only=True)
+
+
+def combined_loader(method: LossUnlearner, loaders: Mapping[str, DataLoader | None]) -> CombinedLoader:
+    """The ``max_size_cycle`` CombinedLoader over the splits ``method.uses``.
+
+    Raises:
+        ValueError: a split the method uses has no loader.
+    """
+    chosen = {}
+    for split in method.uses:
+        loader = loaders.get(split)
+        if loader is None:
+            raise ValueError(
+                f"{type(method).__name__} reads the {split} set each step; pass a {split} loader"
+            )
+        chosen[split] = loader
+    return CombinedLoader(chosen, mode="max_size_cycle")
+
+
+def default_trainer(max_epochs: int, **overrides: Any) -> L.Trainer:
+    """A quiet Trainer for the Python API (CPU, one device, no logger/checkpoints)."""
+    kwargs: dict[str, Any] = {
+        "max_epochs": max_epochs,
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "enable_progress_bar": False,
+        "num_sanity_val_steps": 0,
+        "limit_val_batches": 0,
+    }
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def fit_method(
+    method: LossUnlearner,
+    model: nn.Module,
+    loaders: Mapping[str, DataLoader | None],
+    *,
+    trainer: L.Trainer | None = None,
+) -> nn.Module:
+    """Run a :class:`LossUnlearner` on ``model`` in place through ``Trainer.fit``.
+
+    Also used to train originals and retrained models (``FineTune``/``Retrain`` on D_train/D_r).
+
+    Args:
+        method: the loss-based method.
+        model: modified in place.
+        loaders: ``{"forget": ..., "retain": ...}``; only the splits in ``method.uses`` are read.
+        trainer: optional Trainer; its ``max_epochs`` must equal ``method.epochs``.
+
+    Returns:
+        ``model``.
+    """
+    L.seed_everything(method.seed, workers=True, verbose=False)
+    data = combined_loader(method, loaders)
+    if trainer is None:
+        trainer = default_trainer(method.epochs)
+    elif trainer.max_epochs != method.epochs:
+        raise ValueError(
+            f"trainer.max_epochs={trainer.max_epochs} but {type(method).__name__}.epochs="
+            f"{method.epochs}; build the Trainer with max_epochs=method.epochs"
+        )
+    module = UnlearningModule(model, method)
+    model.train()
+    trainer.fit(module, train_dataloaders=data)
+    model.eval()
+    return model
+

@@ -1,0 +1,7 @@
+"""Vision unlearning methods (one file per method). ``__all__`` is the method list."""
+
+from unlearnkit.vision.methods.finetune import FineTune, Retrain
+from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
+from unlearnkit.vision.methods.random_label import RandomLabel
+
+__all__ = ["FineTune", "GradientAscent", "NegGradPlus", "RandomLabel", "Retrain"]

@@ -1,0 +1,83 @@
+"""Fine-tuning (FT) and retraining from scratch (Retrain) on the retain set."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unlearnkit.base import LossUnlearner, UnlearnBatch
+
+
+class FineTune(LossUnlearner):
+    """FT: continue training the original model on D_r only (catastrophic forgetting of D_f).
+
+    Source: Warnecke et al., "Machine Unlearning of Features and Labels", NDSS 2023
+    (arXiv 2108.11577), and the FT baseline of Jia et al., "Model Sparsity Can Simplify Machine
+    Unlearning", NeurIPS 2023 (arXiv 2304.04934), §5: 10 epochs of SGD on D_r, lr in [0.01, 0.1].
+
+    Loss per step: ``CE(f(x_r), y_r)`` (mean over the retain batch).
+
+    Args: see :class:`~unlearnkit.base.LossUnlearner` (defaults: 10 epochs, SGD lr 0.01,
+        momentum 0.9, weight decay 5e-4).
+
+    Raises:
+        ValueError: no retain loader.
+    """
+
+    requires_retain: ClassVar[bool] = True
+    uses: ClassVar[tuple[str, ...]] = ("retain",)
+
+    def __init__(
+        self,
+        *,
+        epochs: int = 10,
+        lr: float = 0.01,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum,
+            weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
+        )
+
+    def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
+        x, y = batch.retain  # type: ignore[misc]
+        return F.cross_entropy(model(x), y)
+
+
+class Retrain(FineTune):
+    """Retrain: re-initialise the weights and train from scratch on D_r — the gold standard θ_r.
+
+    Exact unlearning by definition (e.g. Bourtoule et al., "Machine Unlearning", IEEE S&P 2021,
+    arXiv 1912.03817, §II); every other method is judged by its distance to this model. Use the
+    same schedule as the original model's training (the runner passes it).
+
+    Setup: every submodule's ``reset_parameters()`` is called (seeded by ``seed``).
+    """
+
+    def __init__(
+        self,
+        *,
+        epochs: int = 30,
+        lr: float = 0.05,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        lr_schedule: Literal["constant", "cosine"] = "cosine",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum,
+            weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
+        )
+
+    def setup(self, model: nn.Module) -> None:
+        for module in model.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()

@@ -1,0 +1,103 @@
+"""One conformance test per method in list_methods(): the Unlearner contract."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from _helpers import TinyMLP
+from unlearnkit import list_methods
+from unlearnkit.base import LossUnlearner
+
+METHODS = sorted(list_methods())
+FAST = {"epochs": 2, "lr": 0.05}
+
+
+def make_method(name: str, **over):
+    cls = list_methods()[name]
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in {**FAST, **over}.items() if k in params}
+    return cls(**kwargs)
+
+
+def fresh(state) -> TinyMLP:
+    model = TinyMLP()
+    model.load_state_dict(state)
+    return model
+
+
+def mean_loss(model, loader) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(torch.cat([F.cross_entropy(model(x), y, reduction="none") for x, y in loader]).mean())
+
+
+def flat(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_methods_are_discovered():
+    assert {"FineTune", "GradientAscent", "NegGradPlus", "RandomLabel", "Retrain"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_returns_same_model_and_changes_it(name, trained_mlp, blob_splits):
+    model = fresh(trained_mlp)
+    before = flat(model).clone()
+    out = make_method(name).unlearn(model, blob_splits["forget"], blob_splits["retain"])
+    assert out is model
+    assert not torch.allclose(flat(model), before)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_same_seed_same_result(name, trained_mlp, blob_splits):
+    a, b = fresh(trained_mlp), fresh(trained_mlp)
+    make_method(name, seed=3).unlearn(a, blob_splits["forget"], blob_splits["retain"])
+    make_method(name, seed=3).unlearn(b, blob_splits["forget"], blob_splits["retain"])
+    torch.testing.assert_close(flat(a), flat(b))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_forget_loss_goes_up(name, trained_mlp, blob_splits):
+    model = fresh(trained_mlp)
+    before = mean_loss(model, blob_splits["forget_eval"])
+    make_method(name, epochs=3).unlearn(model, blob_splits["forget"], blob_splits["retain"])
+    after = mean_loss(model, blob_splits["forget_eval"])
+    assert after > before + 0.05, f"{name}: forget loss {before:.3f} -> {after:.3f}"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_missing_retain_set_is_an_error(name, trained_mlp, blob_splits):
+    method = make_method(name)
+    if not method.requires_retain:
+        model = fresh(trained_mlp)
+        assert method.unlearn(model, blob_splits["forget"], None) is model
+        return
+    with pytest.raises(ValueError, match="needs a retain set"):
+        method.unlearn(fresh(trained_mlp), blob_splits["forget"], None)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_bad_inputs(name, trained_mlp, blob_splits):
+    method = make_method(name)
+    empty = DataLoader(TensorDataset(torch.zeros(0, 8), torch.zeros(0, dtype=torch.long)))
+    with pytest.raises(ValueError, match="forget set is empty"):
+        method.unlearn(fresh(trained_mlp), empty, blob_splits["retain"])
+    with pytest.raises(TypeError, match="nn.Module"):
+        method.unlearn("not a model", blob_splits["forget"], blob_splits["retain"])
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_hyperparameters_stored_unchanged(name):
+    cls = list_methods()[name]
+    method = cls()
+    params = inspect.signature(cls.__init__).parameters
+    for key, param in params.items():
+        if key != "self" and param.default is not inspect.Parameter.empty:
+            assert getattr(method, key) == param.default
+    if issubclass(cls, LossUnlearner):
+        assert set(cls.uses) <= {"forget", "retain"}

@@ -203,18 +203,26 @@ class LossUnlearner(Unlearner):
         return fit_method(self, model, {"forget": forget, "retain": retain}, trainer=trainer)
 
 
-def list_methods() -> dict[str, type[Unlearner]]:
-    """Every public unlearning method class, by class name (derived from the ``__all__`` lists).
+def list_methods(domain: Literal["vision", "recsys"] = "vision") -> dict[str, type[Unlearner]]:
+    """Every public unlearning method class of a domain, by class name (from ``__all__``).
+
+    Args:
+        domain: ``"vision"`` (classifiers) or ``"recsys"`` (recommenders).
 
     Returns:
-        ``{"SSD": SSD, "FineTune": FineTune, ...}`` for vision and recsys methods.
-    """
-    from unlearnkit.vision import methods as vision_methods
+        ``{"FineTune": FineTune, ...}``.
 
+    Raises:
+        ValueError: unknown domain.
+    """
+    import importlib
+
+    if domain not in ("vision", "recsys"):
+        raise ValueError(f"domain must be 'vision' or 'recsys', got {domain!r}")
+    module = importlib.import_module(f"unlearnkit.{domain}.methods")
     found: dict[str, type[Unlearner]] = {}
-    for module in (vision_methods,):
-        for name in module.__all__:
-            obj = getattr(module, name)
-            if inspect.isclass(obj) and issubclass(obj, Unlearner):
-                found[name] = obj
+    for name in getattr(module, "__all__", []):
+        obj = getattr(module, name)
+        if inspect.isclass(obj) and issubclass(obj, Unlearner):
+            found[name] = obj
     return found

@@ -35,7 +35,11 @@ def model_arch(model: nn.Module) -> str:
 
 
 def save_checkpoint(
-    model: nn.Module, path: str | Path, *, meta: dict[str, Any] | None = None, overwrite: bool = False
+    model: nn.Module,
+    path: str | Path,
+    *,
+    meta: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Save ``model``'s weights with its architecture name.
 
@@ -52,7 +56,9 @@ def save_checkpoint(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another path (never overwritten)")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return atomic_torch_save({"arch": model_arch(model), "state_dict": state, "meta": meta or {}}, path)
+    return atomic_torch_save(
+        {"arch": model_arch(model), "state_dict": state, "meta": meta or {}}, path
+    )
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
@@ -71,7 +77,9 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found; pass the path of a saved model (.pt)")
+        raise FileNotFoundError(
+            f"checkpoint {path} not found; pass the path of a saved model (.pt)"
+        )
     blob = torch.load(path, map_location="cpu", weights_only=True)
     arch = blob.get("arch") if isinstance(blob, dict) else None
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
@@ -80,7 +88,9 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} was saved for architecture {arch!r} but the model is "
             f"{model_arch(model)!r}; build the model with arch={arch!r} or pass a matching checkpoint"
         )
-    if any(k.startswith("model.") for k in state) and not any(k in model.state_dict() for k in state):
+    if any(k.startswith("model.") for k in state) and not any(
+        k in model.state_dict() for k in state
+    ):
         state = {k.removeprefix("model."): v for k, v in state.items()}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-ForgetKind = Literal["class", "subclass", "random", "indices"]
+ForgetKind = Literal["class", "subclass", "random", "indices", "user", "item", "interaction"]
 
 
 @dataclass
@@ -34,6 +34,10 @@ class ForgetSpec:
           classifier).
         - ``random``: ``fraction`` (or ``count``) of D_train drawn uniformly with ``seed``.
         - ``indices``: the exact indices saved in ``indices_file`` by :meth:`ForgetSplit.save`.
+        - ``user`` / ``item`` / ``interaction`` (recommender data, resolved by
+          :func:`unlearnkit.recsys.data.resolve_forget_edges`): every interaction of the users
+          (items) in ``ids``, or of a seeded ``fraction``/``count`` of them; for ``interaction``,
+          ``ids`` are column indices of the training edges, else a seeded share of edges.
 
     Args:
         kind: one of the kinds above.
@@ -43,6 +47,7 @@ class ForgetSpec:
         seed: seed of the ``random`` draw.
         indices_file: JSON file written by :meth:`ForgetSplit.save` for ``indices``.
         name: label used in reports (default derived from the request).
+        ids: explicit user / item / edge ids for the recommender kinds.
     """
 
     kind: ForgetKind = "class"
@@ -52,6 +57,7 @@ class ForgetSpec:
     seed: int = 0
     indices_file: str | None = None
     name: str | None = None
+    ids: list[int] | None = None
 
     @property
     def label(self) -> str:
@@ -63,10 +69,22 @@ class ForgetSpec:
         if self.kind == "random":
             amount = f"{self.fraction * 100:g}%" if self.fraction is not None else str(self.count)
             return f"random{amount}s{self.seed}"
+        if self.kind in ("user", "item", "interaction"):
+            if self.ids is not None:
+                shown = ",".join(str(i) for i in self.ids[:3]) + (
+                    "..." if len(self.ids) > 3 else ""
+                )
+                return f"{self.kind}[{shown}]"
+            amount = f"{self.fraction * 100:g}%" if self.fraction is not None else str(self.count)
+            return f"{self.kind}{amount}s{self.seed}"
         return f"indices:{Path(self.indices_file or '').name}"
 
     def resolve(
-        self, targets: Tensor, *, fine_targets: Tensor | None = None, num_classes: int | None = None,
+        self,
+        targets: Tensor,
+        *,
+        fine_targets: Tensor | None = None,
+        num_classes: int | None = None,
         num_fine_classes: int | None = None,
     ) -> ForgetSplit:
         """Turn the request into explicit index sets over D_train.
@@ -87,13 +105,17 @@ class ForgetSpec:
         """
         n = int(targets.numel())
         if self.kind in ("class", "subclass"):
-            labels = targets if self.kind == "class" else (
-                fine_targets if fine_targets is not None else targets
+            labels = (
+                targets
+                if self.kind == "class"
+                else (fine_targets if fine_targets is not None else targets)
             )
             limit = num_classes if self.kind == "class" else num_fine_classes
             limit = int(limit if limit is not None else int(labels.max()) + 1)
             if not self.classes:
-                raise ValueError(f"forget kind {self.kind!r} needs classes=[...]; e.g. classes: [0]")
+                raise ValueError(
+                    f"forget kind {self.kind!r} needs classes=[...]; e.g. classes: [0]"
+                )
             bad = [c for c in self.classes if not 0 <= int(c) < limit]
             if bad:
                 raise ValueError(
@@ -108,6 +130,11 @@ class ForgetSpec:
             forget = torch.randperm(n, generator=gen)[:size].sort().values
         elif self.kind == "indices":
             return ForgetSplit.load(self.indices_file or "", num_train=n)
+        elif self.kind in ("user", "item", "interaction"):
+            raise ValueError(
+                f"forget kind {self.kind!r} is for recommender data: use a "
+                "unlearnkit.recsys.data.RecDataModule, or class/subclass/random/indices here"
+            )
         else:
             raise ValueError(
                 f"unknown forget kind {self.kind!r}; use one of class, subclass, random, indices"
@@ -122,7 +149,9 @@ class ForgetSpec:
                 raise ValueError(f"fraction must be in (0, 1), got {self.fraction}")
             return max(1, round(self.fraction * n))
         if not 0 < int(self.count) < n:  # type: ignore[arg-type]
-            raise ValueError(f"count must be in 1..{n - 1} for a training set of {n}, got {self.count}")
+            raise ValueError(
+                f"count must be in 1..{n - 1} for a training set of {n}, got {self.count}"
+            )
         return int(self.count)  # type: ignore[arg-type]
 
 
@@ -248,7 +277,9 @@ class UnlearningDataModule(L.LightningDataModule):
         batch_size: training batch size.
         eval_batch_size: batch size for evaluation passes.
         num_workers: DataLoader workers.
-        seed: seed of the data loaders' shuffling.
+        seed: seed of the data loaders' shuffling and of the ``train_limit``/``test_limit`` draws.
+        train_limit: keep a seeded random subset of this many training samples (smoke runs).
+        test_limit: likewise for the test set.
 
     Shapes:
         Batches are ``(x, y)``: ``x`` (B, C, H, W) float32 normalised, ``y`` (B,) int64.
@@ -262,8 +293,12 @@ class UnlearningDataModule(L.LightningDataModule):
         eval_batch_size: int = 512,
         num_workers: int = 0,
         seed: int = 0,
+        train_limit: int | None = None,
+        test_limit: int | None = None,
     ) -> None:
         super().__init__()
+        self.train_limit = train_limit
+        self.test_limit = test_limit
         self.forget = forget or ForgetSpec(kind="class", classes=[0])
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -280,7 +315,9 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def superclass_groups(self) -> dict[str, list[int]]:
         """Superclass name → fine class ids, for ``subclass`` forgetting."""
-        raise ValueError(f"{type(self).__name__} has no superclass grouping for subclass forgetting")
+        raise ValueError(
+            f"{type(self).__name__} has no superclass grouping for subclass forgetting"
+        )
 
     @property
     def name(self) -> str:
@@ -289,7 +326,12 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def cache_key(self) -> dict[str, Any]:
         """What identifies the training data (for model-cache keys); subclasses may extend."""
-        return {"dataset": self.name, "label_level": self.label_level}
+        key = {"dataset": self.name, "label_level": self.label_level}
+        if self.train_limit is not None or self.test_limit is not None:
+            key.update(
+                train_limit=self.train_limit, test_limit=self.test_limit, limit_seed=self.seed
+            )
+        return key
 
     @property
     def label_level(self) -> str:
@@ -301,7 +343,9 @@ class UnlearningDataModule(L.LightningDataModule):
         Raises:
             ValueError: the request does not resolve (see :meth:`ForgetSpec.resolve`).
         """
-        if self.train_set is not None and (spec.kind == "subclass") != (self.forget.kind == "subclass"):
+        if self.train_set is not None and (spec.kind == "subclass") != (
+            self.forget.kind == "subclass"
+        ):
             self.train_set = self.test_set = None
         self.forget = spec
         if self.train_set is None:
@@ -323,6 +367,8 @@ class UnlearningDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         train, test = self.load()
+        train = self._limit(train, self.train_limit)
+        test = self._limit(test, self.test_limit)
         if self.forget.kind == "subclass":
             from unlearnkit.datasets.tensors import with_superclasses
 
@@ -330,6 +376,14 @@ class UnlearningDataModule(L.LightningDataModule):
             train, test = with_superclasses(train, groups), with_superclasses(test, groups)
         self.split = self._resolve(train)
         self.train_set, self.test_set = train, test
+
+    def _limit(self, dataset: Any, limit: int | None) -> Any:
+        if limit is None or limit >= len(dataset):
+            return dataset
+        if limit < 1:
+            raise ValueError(f"train_limit/test_limit must be >= 1, got {limit}")
+        gen = torch.Generator().manual_seed(self.seed)
+        return dataset.subset(torch.randperm(len(dataset), generator=gen)[:limit].sort().values)
 
     @property
     def num_classes(self) -> int:
@@ -376,18 +430,58 @@ class UnlearningDataModule(L.LightningDataModule):
         """D_r; ``shuffle=False`` gives an evaluation loader without augmentation."""
         return self._loader(self._subset(self.split.retain, train=shuffle), train=shuffle)  # type: ignore[union-attr]
 
-    def test_split_dataloader(self) -> DataLoader:
-        """D_test (never shuffled, never augmented)."""
+    def test_split_indices(self) -> tuple[Tensor, Tensor]:
+        """``(test, test_forget)`` indices into the test set.
+
+        For ``class``/``subclass`` forgetting, D_test holds the test samples of the *remaining*
+        classes (TA as in Jia et al., arXiv 2304.04934, and SalUn) and ``test_forget`` the test
+        samples of the forgotten (fine) classes; otherwise D_test is the whole test set and
+        ``test_forget`` is empty.
+        """
         self.setup()
-        return self._loader(self.test_set, train=False)  # type: ignore[arg-type]
+        n = len(self.test_set)  # type: ignore[arg-type]
+        if self.forget.kind not in ("class", "subclass"):
+            return torch.arange(n), torch.zeros(0, dtype=torch.long)
+        labels = (
+            self.test_set.targets
+            if self.forget.kind == "class"
+            else getattr(  # type: ignore[union-attr]
+                self.test_set,
+                "fine_targets",
+                self.test_set.targets,  # type: ignore[union-attr]
+            )
+        )
+        mask = torch.isin(labels, torch.as_tensor(self.forget.classes, dtype=labels.dtype))
+        return (~mask).nonzero().flatten(), mask.nonzero().flatten()
+
+    def test_split_dataloader(self, *, forgotten: bool = False) -> DataLoader:
+        """D_test (never shuffled, never augmented); ``forgotten=True``: the forgotten classes'
+        test samples (see :meth:`test_split_indices`)."""
+        keep, dropped = self.test_split_indices()
+        indices = dropped if forgotten else keep
+        base = self.test_set
+        if hasattr(base, "with_augment"):
+            base = base.with_augment(False)
+        if len(indices) == len(base):  # type: ignore[arg-type]
+            return self._loader(base, train=False)  # type: ignore[arg-type]
+        subset = (
+            base.subset(indices)
+            if hasattr(base, "subset")
+            else IndexedSubset(base, indices.tolist())
+        )
+        return self._loader(subset, train=False)
 
     def eval_dataloaders(self) -> dict[str, DataLoader]:
-        """``{"forget", "retain", "test"}`` evaluation loaders, in the order the Evaluator uses."""
-        return {
+        """Evaluation loaders ``forget``, ``retain``, ``test`` and, for class/subclass
+        forgetting, ``test_forget`` (test samples of the forgotten classes)."""
+        loaders = {
             "forget": self.forget_dataloader(shuffle=False),
             "retain": self.retain_dataloader(shuffle=False),
             "test": self.test_split_dataloader(),
         }
+        if len(self.test_split_indices()[1]):
+            loaders["test_forget"] = self.test_split_dataloader(forgotten=True)
+        return loaders
 
     def train_dataloader(self) -> Any:
         """The unlearning loader for ``Trainer.fit``: the splits the attached method reads."""
@@ -402,4 +496,5 @@ class UnlearningDataModule(L.LightningDataModule):
         )
 
     def test_dataloader(self) -> list[DataLoader]:
+        """``[forget, retain, test(, test_forget)]`` in :data:`unlearnkit.module.EVAL_SPLITS` order."""
         return list(self.eval_dataloaders().values())

@@ -23,7 +23,7 @@ from unlearnkit.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-EVAL_SPLITS = ("forget", "retain", "test")
+EVAL_SPLITS = ("forget", "retain", "test", "test_forget")
 
 
 class UnlearningModule(L.LightningModule):
@@ -95,7 +95,10 @@ class UnlearningModule(L.LightningModule):
         if self.method.lr_schedule == "cosine":
             total = max(1, int(self.trainer.estimated_stepping_batches))
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            }
         return optimizer
 
     # -- test: shared evaluation ------------------------------------------------------------
@@ -104,7 +107,11 @@ class UnlearningModule(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch[0], batch[1]
-        split = EVAL_SPLITS[dataloader_idx] if dataloader_idx < len(EVAL_SPLITS) else str(dataloader_idx)
+        split = (
+            EVAL_SPLITS[dataloader_idx]
+            if dataloader_idx < len(EVAL_SPLITS)
+            else str(dataloader_idx)
+        )
         self._test_outputs.setdefault(split, []).append((self.model(x).float(), y))
 
     def on_test_epoch_end(self) -> None:
@@ -118,14 +125,18 @@ class UnlearningModule(L.LightningModule):
                 logits = self.all_gather(logits).flatten(0, 1)
                 targets = self.all_gather(targets).flatten(0, 1)
             losses = F.cross_entropy(logits, targets, reduction="none")
-            outputs[split] = Outputs(logits=logits.cpu(), targets=targets.cpu(), losses=losses.cpu())
+            outputs[split] = Outputs(
+                logits=logits.cpu(), targets=targets.cpu(), losses=losses.cpu()
+            )
         evaluator = self.evaluator or Evaluator()
         metrics = evaluator.metrics_from_outputs(outputs)
         for name, value in metrics.items():
             self.log(name, float(value), rank_zero_only=True)
 
 
-def combined_loader(method: LossUnlearner, loaders: Mapping[str, DataLoader | None]) -> CombinedLoader:
+def combined_loader(
+    method: LossUnlearner, loaders: Mapping[str, DataLoader | None]
+) -> CombinedLoader:
     """The ``max_size_cycle`` CombinedLoader over the splits ``method.uses``.
 
     Raises:
@@ -193,4 +204,3 @@ def fit_method(
     trainer.fit(module, train_dataloaders=data)
     model.eval()
     return model
-

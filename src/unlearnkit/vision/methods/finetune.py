@@ -41,8 +41,13 @@ class FineTune(LossUnlearner):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum,
-            weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            seed=seed,
         )
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
@@ -72,8 +77,13 @@ class Retrain(FineTune):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum,
-            weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            seed=seed,
         )
 
     def setup(self, model: nn.Module) -> None:

@@ -35,8 +35,13 @@ class GradientAscent(LossUnlearner):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum,
-            weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            seed=seed,
         )
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
@@ -76,8 +81,13 @@ class NegGradPlus(LossUnlearner):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum,
-            weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            seed=seed,
         )
         self.alpha = alpha
 

@@ -51,8 +51,13 @@ class RandomLabel(LossUnlearner):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum,
-            weight_decay=weight_decay, lr_schedule=lr_schedule, seed=seed,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            seed=seed,
         )
 
     def setup(self, model: nn.Module) -> None:

@@ -1,0 +1,175 @@
+"""The ``unlearnkit`` command.
+
+- ``unlearnkit run [-c experiment.yaml] [--output DIR]``: the main job (original → retrained →
+  each method → evaluation → report). With no config it runs the embedded default: scikit-learn's
+  digits, forgetting class 0 and a random 10%, with the five classic baselines.
+- ``unlearnkit fit|validate|test ...``: LightningCLI over :class:`UnlearningModule` and any
+  :class:`UnlearningDataModule`, with composable ``-c`` fragments from ``configs/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+ERRORS = (ValueError, FileNotFoundError, FileExistsError, TypeError)
+
+
+def _quiet_warnings() -> None:
+    # torch_geometric under torch >= 2.14 warns about torch.jit.script at import; only that one.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+
+
+def default_experiment_path() -> Path:
+    """The embedded default experiment (digits, class-0 and random-10% forgetting)."""
+    return Path(str(resources.files("unlearnkit") / "configs" / "default.yaml"))
+
+
+def run_parser() -> ArgumentParser:
+    """The ``unlearnkit run`` parser (every option documented in ``--help``)."""
+    import unlearnkit.datasets  # noqa: F401  (registers DataModule subclasses for class_path)
+    import unlearnkit.vision  # noqa: F401  (registers methods)
+    from unlearnkit.base import Unlearner
+    from unlearnkit.data import ForgetSpec, UnlearningDataModule
+    from unlearnkit.experiment import TrainSchedule
+
+    p = ArgumentParser(
+        prog="unlearnkit run",
+        description="Train (or load from cache) the original and retrained models, run each "
+        "unlearning method, evaluate, and write report.json / report.md / plots to a new run "
+        "directory. Without -c the embedded default experiment runs.",
+    )
+    p.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML file")
+    p.add_argument(
+        "--data", type=UnlearningDataModule, help="the DataModule (class_path + init_args)"
+    )
+    p.add_argument("--forget", type=list[ForgetSpec], help="forget requests, run in turn")
+    p.add_argument(
+        "--methods", type=list[Unlearner], help="unlearning methods (class_path: FineTune, ...)"
+    )
+    p.add_argument(
+        "--arch",
+        type=str,
+        default="small_cnn",
+        help="small_cnn | resnet18_cifar | compact_cifar | timm:<name>",
+    )
+    p.add_class_arguments(
+        TrainSchedule, "training", help="schedule of the original and retrained models"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of model init and training")
+    p.add_argument("--output", type=str, default="runs", help="parent of the new run directory")
+    p.add_argument("--name", type=str | None, default=None, help="run directory name prefix")
+    p.add_argument(
+        "--cache_dir",
+        type=str | None,
+        default=None,
+        help="model cache (default $UNLEARNKIT_CACHE or ~/.cache/unlearnkit/cache)",
+    )
+    p.add_argument(
+        "--trainer",
+        type=dict[str, Any],
+        default={},
+        help="extra lightning.Trainer arguments, e.g. {accelerator: gpu, devices: 2, strategy: ddp}",
+    )
+    return p
+
+
+def run_command(argv: list[str]) -> int:
+    """Parse ``argv`` (the words after ``run``), run the experiment, print the table."""
+    from unlearnkit.recsys.data import is_recsys_argv
+
+    if is_recsys_argv(argv):  # data is a RecDataModule: the recommender job
+        from unlearnkit.recsys.experiment import run_command as recsys_run_command
+
+        return recsys_run_command(argv)
+    parser = run_parser()
+    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
+        argv = ["--config", str(default_experiment_path()), *argv]  # the embedded default
+    cfg = parser.parse_args(argv)
+    if cfg.data is None or not cfg.forget or not cfg.methods:
+        parser.error(
+            "an experiment needs data, forget and methods (see --help or configs/experiments/)"
+        )
+    config_dict = _plain(parser.dump(cfg, skip_none=False, format="yaml"))
+    init = parser.instantiate_classes(cfg)
+    from unlearnkit.experiment import run_experiment
+
+    trainer = {"enable_progress_bar": sys.stderr.isatty(), **(init.trainer or {})}
+    result = run_experiment(
+        init.data,
+        init.forget,
+        init.methods,
+        arch=init.arch,
+        training=init.training,
+        seed=init.seed,
+        output=init.output,
+        name=init.name,
+        cache_dir=init.cache_dir,
+        trainer=trainer,
+        config=config_dict,
+    )
+    text = (result.run_dir / "report.md").read_text()  # type: ignore[operator]
+    lines = [ln for ln in text.split("## Config")[0].splitlines() if not ln.startswith("![")]
+    print(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n")
+    print(f"report written to {result.run_dir}")
+    return 0
+
+
+def _plain(yaml_text: str) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(yaml_text)
+
+
+def lightning_cli(args: list[str]) -> None:
+    """``unlearnkit fit|validate|test``: LightningCLI over UnlearningModule."""
+    from lightning.pytorch.cli import LightningCLI
+
+    import unlearnkit.datasets  # noqa: F401
+    import unlearnkit.vision  # noqa: F401
+    from unlearnkit.data import UnlearningDataModule
+    from unlearnkit.module import UnlearningModule
+
+    LightningCLI(
+        UnlearningModule,
+        UnlearningDataModule,
+        subclass_mode_data=True,
+        args=args,
+        save_config_kwargs={"overwrite": False},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``unlearnkit`` console script."""
+    _quiet_warnings()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    command = argv[0] if argv else "run"
+    try:
+        if command == "run":
+            return run_command(argv[1:])
+        if command == "reproduce":
+            from unlearnkit.reproduce.cli import reproduce_command
+
+            return reproduce_command(argv[1:])
+        lightning_cli(argv)
+        return 0
+    except ERRORS as err:
+        if os.environ.get("UNLEARNKIT_DEBUG"):
+            raise
+        print(f"unlearnkit: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -26,6 +26,8 @@ ERRORS = (ValueError, FileNotFoundError, FileExistsError, TypeError)
 def _quiet_warnings() -> None:
     # torch_geometric under torch >= 2.14 warns about torch.jit.script at import; only that one.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    # lightning 2.6 under torch 2.14 warns about its own pytree use on every fit; only that one.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def default_experiment_path() -> Path:

@@ -1,0 +1,371 @@
+"""`RecUnlearningModule` (the ranking twin of `UnlearningModule`) and the ranking evaluator.
+
+``fit`` runs a recommender unlearning method: ``training_step`` delegates to ``method.loss``, as in
+:class:`~unlearnkit.module.UnlearningModule`; the method's ``setup`` runs in the LightningModule's
+``setup`` hook (before the optimizer is built, so adapters such as E2URec's LoRA factors can be
+added) and its ``finish`` in ``on_fit_end`` (the model then propagates over the retain graph only).
+``test`` runs :class:`RecEvaluator` on the datamodule's current forget request.
+
+:class:`RecEvaluator` computes, for one recommender and one forget request, the full-ranking
+metrics of :mod:`unlearnkit.evaluation.ranking` (LightGCN's protocol, He et al., SIGIR 2020,
+arXiv:2002.02126, Sec. 4.1.1) on the test set, the forget-set metrics, a membership-inference AUC
+and, against the retrained model, the score-distribution divergence and the over-unlearning flag.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from unlearnkit.base import LossUnlearner, Unlearner
+from unlearnkit.datasets.interactions import InteractionData
+from unlearnkit.evaluation.metrics import over_unlearning
+from unlearnkit.evaluation.ranking import (
+    forget_metrics,
+    forgotten_pair_ranks,
+    membership_auc,
+    rank_metrics,
+    score_divergence,
+)
+from unlearnkit.module import UnlearningModule, combined_loader, default_trainer
+from unlearnkit.recsys.bpr import sample_negatives
+from unlearnkit.recsys.data import ForgetEdges
+
+__all__ = [
+    "RecEvaluator",
+    "RecOutputs",
+    "RecUnlearningModule",
+    "count_parameters",
+    "fit_rec_method",
+]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters of ``model`` (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+class RecUnlearningModule(UnlearningModule):
+    """Recommender + unlearning method + ranking evaluator, as one LightningModule.
+
+    Args:
+        model: a dot-product recommender (:class:`~unlearnkit.recsys.models.LightGCNRecommender`
+            or :class:`~unlearnkit.recsys.models.MFRecommender`) whose graph is set to the
+            training edges.
+        method: the unlearning method (a
+            :class:`~unlearnkit.recsys.methods.base.RecLossUnlearner` for ``fit``).
+        evaluator: the :class:`RecEvaluator` used by ``test`` (default: a plain one).
+        checkpoint: weights of the original model, loaded at ``setup`` (never modified).
+
+    Raises:
+        ValueError: ``fit`` without a prepared method and without a
+            :class:`~unlearnkit.recsys.data.RecDataModule`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: Unlearner,
+        evaluator: RecEvaluator | None = None,
+        checkpoint: str | None = None,
+    ) -> None:
+        super().__init__(model, method, evaluator=evaluator, checkpoint=checkpoint)
+
+    def _is_rec_method(self) -> bool:
+        return callable(getattr(self.method, "prepare", None)) and isinstance(
+            self.method, LossUnlearner
+        )
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage != "fit" or not self._is_rec_method():
+            return
+        method = self.method
+        if not method.is_prepared():  # type: ignore[attr-defined]
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is None or not hasattr(datamodule, "forget_edges"):
+                raise ValueError(
+                    f"{type(method).__name__}: call method.unlearn(model, forget, retain) or give "
+                    "the Trainer a RecDataModule"
+                )
+            if getattr(self.model, "graph_edges", torch.empty(2, 0)).size(1) == 0:
+                self.model.set_graph(datamodule.train_edges)  # type: ignore[operator]
+            method.prepare(  # type: ignore[attr-defined]
+                self.model, datamodule.forget_edges, datamodule.retain_edges
+            )
+        method.setup(self.model)
+
+    def on_fit_start(self) -> None:
+        if self._is_rec_method():
+            return  # set up in `setup`, before the optimizer was built
+        super().on_fit_start()
+
+    def on_fit_end(self) -> None:
+        finish = getattr(self.method, "finish", None)
+        if callable(finish):
+            finish(self.model)
+
+    # -- test: ranking evaluation on the datamodule's request -------------------------------
+    def on_test_epoch_start(self) -> None:
+        pass
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Nothing per batch: the evaluation ranks all users at the epoch end."""
+        return None
+
+    def on_test_epoch_end(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or getattr(datamodule, "data", None) is None:
+            raise ValueError(
+                "RecUnlearningModule.test needs a RecDataModule (trainer.test(datamodule=...))"
+            )
+        evaluator = self.evaluator or RecEvaluator()
+        outputs = evaluator.collect(self.model, datamodule.data, datamodule.split)
+        for name, value in evaluator.metrics_from_outputs(outputs).items():
+            self.log(name, float(value), rank_zero_only=True)
+
+
+def fit_rec_method(
+    method: LossUnlearner,
+    model: nn.Module,
+    loaders: Mapping[str, DataLoader | None],
+    *,
+    trainer: L.Trainer | None = None,
+) -> nn.Module:
+    """Run a recommender :class:`~unlearnkit.base.LossUnlearner` on ``model`` through ``Trainer.fit``.
+
+    The twin of :func:`unlearnkit.module.fit_method` with :class:`RecUnlearningModule`; the method
+    must be prepared (``method.prepare``) first, as
+    :meth:`~unlearnkit.recsys.methods.base.RecLossUnlearner.fit` does.
+
+    Args:
+        method: the loss-based method.
+        model: modified in place.
+        loaders: ``{"forget": ..., "retain": ...}``; only the splits in ``method.uses`` are read.
+        trainer: optional Trainer; its ``max_epochs`` must equal ``method.epochs``.
+
+    Returns:
+        ``model``.
+
+    Raises:
+        ValueError: a split the method reads has no loader, or ``trainer.max_epochs`` differs
+            from ``method.epochs``.
+    """
+    L.seed_everything(method.seed, workers=True, verbose=False)
+    data = combined_loader(method, loaders)
+    if trainer is None:
+        trainer = default_trainer(method.epochs)
+    elif trainer.max_epochs != method.epochs:
+        raise ValueError(
+            f"trainer.max_epochs={trainer.max_epochs} but {type(method).__name__}.epochs="
+            f"{method.epochs}; build the Trainer with max_epochs=method.epochs"
+        )
+    module = RecUnlearningModule(model, method)
+    model.train()
+    trainer.fit(module, train_dataloaders=data)
+    model.eval()
+    return model
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluation
+# ------------------------------------------------------------------------------------------
+@dataclass
+class RecOutputs:
+    """What one model produced on one forget request (computed once, compared afterwards).
+
+    Attributes:
+        metrics: the model's own metrics (test ranking, forget set, MIA AUC), ``{key: float}``.
+        affected_users: users whose scores enter the divergence, ``(B,)`` int64.
+        affected_scores: their scores for every item, ``(B, I)`` float32.
+        forgotten_scores: scores of the forgotten pairs, ``(F,)`` float64.
+        never_scores: scores of never-interacted pairs of the same users, ``(F,)`` float64.
+        extra: ``rank_percentile``: ``(rank - 1) / I`` of each forgotten pair, ``(F,)`` float64.
+    """
+
+    metrics: dict[str, float]
+    affected_users: Tensor
+    affected_scores: Tensor
+    forgotten_scores: Tensor
+    never_scores: Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RecEvaluator:
+    """Ranking evaluation of a recommender after unlearning, keyed ``split/metric``.
+
+    Metrics (fractions in ``[0, 1]``, ranks 1-based, divergences in nats):
+
+    - ``test/{recall,ndcg,precision,hit_rate}@K``: full ranking over all items with each user's
+      retained training and validation items masked (LightGCN, arXiv:2002.02126, Sec. 4.1.1;
+      :func:`~unlearnkit.evaluation.ranking.rank_metrics`). Test pairs of users or items whose
+      every training interaction was forgotten (``user``/``item`` requests) are left out: they
+      left the system.
+    - ``forget/{recall,ndcg}@K``, ``forget/mean_rank``, ``forget/mean_score``: how high the
+      forgotten items still rank for their users (retained items masked;
+      :func:`~unlearnkit.evaluation.ranking.forget_metrics`).
+    - ``mia/auc``: ROC-AUC separating forgotten pairs from never-interacted pairs of the same
+      users by score (:func:`~unlearnkit.evaluation.ranking.membership_auc`); the target is the
+      retrained model's value, not 0.5.
+    - with a reference (the retrained model): ``score/js_to_retrain`` and ``score/kl_to_retrain``
+      (mean over affected users of JS / KL between per-user softmax distributions over items,
+      :func:`~unlearnkit.evaluation.ranking.score_divergence`), ``gap/forget_recall@K``
+      (unlearned minus retrained forget recall; negative = forgot more than retraining) and
+      ``flag/over_unlearning`` (1.0 when forget recall@K is more than
+      ``over_unlearning_tolerance`` below the retrained model's,
+      :func:`~unlearnkit.evaluation.metrics.over_unlearning`).
+
+    Args:
+        ks: cut-offs K.
+        batch_size: users per score matrix.
+        mia_seed: seed of the never-interacted pairs.
+        over_unlearning_tolerance: allowed shortfall of forget recall@max(K) below the
+            retrained model's, as a fraction (0.05 = five points).
+        max_divergence_users: at most this many affected users (a seeded draw) enter the
+            divergence.
+    """
+
+    def __init__(
+        self,
+        *,
+        ks: Sequence[int] = (10, 20),
+        batch_size: int = 1024,
+        mia_seed: int = 0,
+        over_unlearning_tolerance: float = 0.05,
+        max_divergence_users: int = 4096,
+    ) -> None:
+        self.ks = tuple(ks)
+        self.batch_size = batch_size
+        self.mia_seed = mia_seed
+        self.over_unlearning_tolerance = over_unlearning_tolerance
+        self.max_divergence_users = max_divergence_users
+
+    @property
+    def main_k(self) -> int:
+        """The largest cut-off, used for the gap and the over-unlearning flag."""
+        return max(self.ks)
+
+    def test_edges(self, data: InteractionData, split: ForgetEdges) -> tuple[Tensor, Tensor]:
+        """``(eval_edges, mask_edges)`` of the test ranking for this request.
+
+        Returns:
+            Test pairs without removed users/items, and the retained training + validation
+            pairs to mask; both ``(2, ·)`` int64.
+        """
+        test = data.test_edges
+        gone_users, gone_items = split.removed_users(), split.removed_items()
+        keep = ~(torch.isin(test[0], gone_users) | torch.isin(test[1], gone_items))
+        mask = torch.cat([split.retain, data.val_edges], dim=1)
+        return test[:, keep], mask
+
+    def never_interacted(self, data: InteractionData, split: ForgetEdges) -> Tensor:
+        """One never-interacted item per forgotten pair's user (seeded), ``(2, F)`` int64."""
+        seen = torch.cat([data.train_edges, data.val_edges, data.test_edges], dim=1)
+        gen = torch.Generator().manual_seed(int(self.mia_seed))
+        users = split.forget[0]
+        return torch.stack([users, sample_negatives(users, seen, data.num_items, gen)])
+
+    def affected_users(self, split: ForgetEdges) -> Tensor:
+        """Users with forgotten pairs (at most ``max_divergence_users``, seeded draw)."""
+        users = split.affected_users()
+        if users.numel() > self.max_divergence_users:
+            gen = torch.Generator().manual_seed(int(self.mia_seed))
+            pick = torch.randperm(users.numel(), generator=gen)[: self.max_divergence_users]
+            users = users[pick.sort().values]
+        return users
+
+    @torch.no_grad()
+    def collect(self, model: nn.Module, data: InteractionData, split: ForgetEdges) -> RecOutputs:
+        """Evaluate ``model`` once on this request (its own metrics and what comparisons need).
+
+        Args:
+            model: a recommender with ``embeddings()`` and ``score(users, items)``, its graph set.
+            data: the dataset (test and validation edges).
+            split: the forget request's edges.
+
+        Returns:
+            The :class:`RecOutputs`.
+
+        Raises:
+            ValueError: the model and the data disagree on the number of users or items.
+        """
+        for attr in ("num_users", "num_items"):
+            if getattr(model, attr, getattr(data, attr)) != getattr(data, attr):
+                raise ValueError(
+                    f"the model has {attr}={getattr(model, attr)} but the data has "
+                    f"{getattr(data, attr)}; build the model for this dataset"
+                )
+        was_training = model.training
+        model.eval()
+        user_emb, item_emb = (t.detach() for t in model.embeddings())  # type: ignore[operator]
+
+        def scores(users: Tensor) -> Tensor:
+            return user_emb[users] @ item_emb.t()
+
+        eval_edges, mask = self.test_edges(data, split)
+        metrics: dict[str, float] = {}
+        for key, value in rank_metrics(
+            scores, eval_edges, mask, ks=self.ks, batch_size=self.batch_size
+        ).items():
+            metrics[f"test/{key}"] = value
+        for key, value in forget_metrics(
+            scores, split.forget, split.retain, ks=self.ks, batch_size=self.batch_size
+        ).items():
+            metrics[f"forget/{key}"] = value
+        ranks = forgotten_pair_ranks(scores, split.forget, split.retain, batch_size=self.batch_size)
+        forgotten = (user_emb[split.forget[0]] * item_emb[split.forget[1]]).sum(-1).double()
+        never = self.never_interacted(data, split)
+        never_scores = (user_emb[never[0]] * item_emb[never[1]]).sum(-1).double()
+        metrics["mia/auc"] = membership_auc(forgotten, never_scores)
+        users = self.affected_users(split)
+        if was_training:
+            model.train()
+        return RecOutputs(
+            metrics=metrics,
+            affected_users=users,
+            affected_scores=scores(users).float(),
+            forgotten_scores=forgotten,
+            never_scores=never_scores,
+            extra={"rank_percentile": (ranks.double() - 1.0) / float(data.num_items)},
+        )
+
+    def metrics_from_outputs(
+        self, outputs: RecOutputs, reference: RecOutputs | None = None
+    ) -> dict[str, float]:
+        """The flat metric dict of one model, compared with the reference when given.
+
+        Args:
+            outputs: from :meth:`collect` for the model.
+            reference: from :meth:`collect` for the retrained model (or ``None``).
+
+        Returns:
+            ``{key: float}`` (see the class docstring).
+
+        Raises:
+            ValueError: the reference was collected on other users.
+        """
+        metrics = dict(outputs.metrics)
+        if reference is None:
+            return metrics
+        if not torch.equal(outputs.affected_users, reference.affected_users):
+            raise ValueError("reference outputs were collected for another forget request")
+        div = score_divergence(outputs.affected_scores, reference.affected_scores)
+        metrics["score/js_to_retrain"] = div["js"]
+        metrics["score/kl_to_retrain"] = div["kl"]
+        key = f"forget/recall@{self.main_k}"
+        mine, ref = metrics.get(key, math.nan), reference.metrics.get(key, math.nan)
+        metrics[f"gap/forget_recall@{self.main_k}"] = mine - ref
+        flagged = (
+            math.isfinite(mine)
+            and math.isfinite(ref)
+            and over_unlearning(mine, ref, tolerance=self.over_unlearning_tolerance)
+        )
+        metrics["flag/over_unlearning"] = float(flagged)
+        return metrics

@@ -3,5 +3,6 @@
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
 from unlearnkit.vision.methods.random_label import RandomLabel
+from unlearnkit.vision.methods.ssd import LFSSD, SSD
 
-__all__ = ["FineTune", "GradientAscent", "NegGradPlus", "RandomLabel", "Retrain"]
+__all__ = ["FineTune", "GradientAscent", "LFSSD", "NegGradPlus", "RandomLabel", "Retrain", "SSD"]

@@ -1,0 +1,523 @@
+"""Run a table's grid through :func:`unlearnkit.experiment.run_experiment`, aggregate, format.
+
+Each (arch, seed) is one ``unlearnkit run`` job: the experiment config of the spec, parsed and
+instantiated by the ``run`` command's own parser (:func:`unlearnkit.cli.run_parser`) and run by
+:func:`~unlearnkit.experiment.run_experiment` with every forget request of the grid, so originals
+and retrained references come from (and go to) the same model cache as ``unlearnkit run``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unlearnkit.evaluation.report import format_value, is_percent_metric, is_seconds_metric
+from unlearnkit.reproduce.tables import TableSpec
+
+__all__ = [
+    "Aggregate",
+    "ReproduceOptions",
+    "aggregate",
+    "evaluate_checks",
+    "format_per_request",
+    "format_report",
+    "machine_description",
+    "run_table",
+]
+
+log = logging.getLogger(__name__)
+
+#: Column headers of well-known metric keys (others show the key itself).
+LABELS = {
+    "retain/acc": "D_r acc, train",
+    "forget/acc": "D_f acc, train",
+    "test/acc": "D_r acc, test",
+    "test_forget/acc": "D_f acc, test",
+    "mia/entropy_lr": "MIA (entropy LR)",
+    "mia/efficacy": "MIA-efficacy",
+    "time/unlearn_s": "time",
+}
+
+
+@dataclass
+class ReproduceOptions:
+    """What to run (see ``unlearnkit reproduce --help``).
+
+    Args:
+        seeds: seeds of model initialisation and training (default: the spec's).
+        archs: architectures (default: the spec's CPU archs).
+        smoke: apply the spec's ``smoke`` overrides (tiny subset, one seed, one request).
+        max_requests: run only the first N forget requests.
+        train_limit: train on a seeded subset of this many samples (recorded in the output).
+        test_limit: likewise for the test set.
+        data_root: override ``data.init_args.root``.
+        output: parent of the new run directory.
+        cache_dir: model cache and SSD importance cache root (default ``default_cache_dir()``).
+        trainer: extra ``lightning.Trainer`` arguments.
+    """
+
+    seeds: list[int] | None = None
+    archs: list[str] | None = None
+    smoke: bool = False
+    max_requests: int | None = None
+    train_limit: int | None = None
+    test_limit: int | None = None
+    data_root: str | None = None
+    output: str = "runs"
+    cache_dir: str | None = None
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Aggregate:
+    """Mean ± std over seeds of one (arch, row, metric); each seed's value is the mean over the
+    forget requests it ran.
+
+    Attributes:
+        mean: mean over seeds (metric units: fractions or seconds).
+        std: sample standard deviation over seeds (0 with one seed).
+        n: number of seeds.
+        values: the per-seed values.
+    """
+
+    mean: float
+    std: float
+    n: int
+    values: list[float]
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and isinstance(value, int | float) and math.isfinite(float(value))
+
+
+def aggregate(
+    rows: Sequence[Mapping[str, Any]], *, group: Sequence[str] = ("arch", "method")
+) -> dict[tuple[Any, ...], dict[str, Aggregate]]:
+    """Mean ± std over seeds of the per-seed mean over forget requests.
+
+    Args:
+        rows: report rows carrying ``arch``, ``seed``, ``forget``, ``method`` and ``metrics``.
+        group: the keys that define a cell besides the metric (add ``"forget"`` for a
+            per-request breakdown).
+
+    Returns:
+        ``{(arch, method[, forget]): {metric: Aggregate}}``; non-finite values are skipped.
+    """
+    per_seed: dict[tuple[Any, ...], dict[str, dict[int, list[float]]]] = {}
+    for row in rows:
+        key = tuple(row[g] for g in group)
+        cell = per_seed.setdefault(key, {})
+        for metric, value in row["metrics"].items():
+            if _finite(value):
+                cell.setdefault(metric, {}).setdefault(int(row["seed"]), []).append(float(value))
+    result: dict[tuple[Any, ...], dict[str, Aggregate]] = {}
+    for key, metrics in per_seed.items():
+        out = result.setdefault(key, {})
+        for metric, seeds in metrics.items():
+            values = [statistics.fmean(v) for _, v in sorted(seeds.items())]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            out[metric] = Aggregate(statistics.fmean(values), std, len(values), values)
+    return result
+
+
+def _display(metric: str, value: float) -> float:
+    """Metric units → display units (percent for fractions, seconds as is)."""
+    return 100.0 * value if is_percent_metric(metric) and not is_seconds_metric(metric) else value
+
+
+def _cell(metric: str, agg: Aggregate | None) -> str:
+    if agg is None:
+        return "—"
+    if agg.n == 1:
+        return format_value(metric, agg.mean)
+    return f"{format_value(metric, agg.mean)} ± {_display(metric, agg.std):.2f}"
+
+
+def evaluate_checks(
+    spec: TableSpec, stats: Mapping[tuple[Any, ...], Mapping[str, Aggregate]], arch: str
+) -> list[dict[str, Any]]:
+    """The spec's trend checks on one arch's aggregates.
+
+    Kinds: ``at_most``/``at_least`` (the row's mean against a fixed value, metric units),
+    ``within`` (|row − of_row| <= value), ``at_most_ratio`` (row / of_row <= value).
+
+    Returns:
+        One dict per check: ``claim``, ``ours`` (text), ``target`` (text), ``status``
+        (``"met"``, ``"MISSED"`` or ``"n/a"`` when a number is missing).
+    """
+    results = []
+    for check in spec.checks:
+        row, metric = check["row"], check["metric"]
+        ours = stats.get((arch, row), {}).get(metric)
+        ref_row = check.get("of_row")
+        ref = stats.get((arch, ref_row), {}).get(metric) if ref_row else None
+        status, ours_text, target = "n/a", "—", ""
+        if "at_most" in check or "at_least" in check:
+            bound = float(check.get("at_most", check.get("at_least")))
+            sign = "≤" if "at_most" in check else "≥"
+            target = f"{sign} {format_value(metric, bound)}"
+            if ours is not None:
+                ours_text = format_value(metric, ours.mean)
+                ok = ours.mean <= bound if "at_most" in check else ours.mean >= bound
+                status = "met" if ok else "MISSED"
+        elif "within" in check:
+            tol = float(check["within"])
+            target = f"abs({row} − {ref_row}) ≤ {_display(metric, tol):.2f}"
+            if ours is not None and ref is not None:
+                diff = ours.mean - ref.mean
+                ours_text = f"{_display(metric, diff):+.2f}"
+                status = "met" if abs(diff) <= tol else "MISSED"
+        else:
+            ratio = float(check["at_most_ratio"])
+            target = f"{row} / {ref_row} ≤ {ratio:g}"
+            if ours is not None and ref is not None and ref.mean > 0:
+                ours_text = f"{ours.mean / ref.mean:.3g}"
+                status = "met" if ours.mean / ref.mean <= ratio else "MISSED"
+        results.append(
+            {
+                "claim": check.get("claim", f"{row} {metric}"),
+                "arch": arch,
+                "row": row,
+                "metric": metric,
+                "ours": ours_text,
+                "target": target,
+                "status": status,
+            }
+        )
+    return results
+
+
+def machine_description() -> str:
+    """One line: host OS, CPU, core count, torch/Python versions, accelerator."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, {gpu}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
+
+
+def format_report(
+    spec: TableSpec,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    header: Mapping[str, Any],
+) -> str:
+    """The Markdown report: one table per arch (mean ± std), the paper comparison, the checks.
+
+    Args:
+        spec: the table spec.
+        rows: all report rows (with ``arch``, ``seed``, ``forget``, ``method``, ``metrics``).
+        header: ``date``, ``machine``, ``seeds``, ``requests``, ``mode`` (text) for the preamble.
+
+    Returns:
+        Markdown text ending in a newline.
+    """
+    stats = aggregate(rows)
+    archs = list(dict.fromkeys(str(r["arch"]) for r in rows))
+    lines = [
+        f"# `{spec.name}`: {spec.title}",
+        "",
+        f"Paper: {spec.paper}.",
+        f"Run: {header['date']} on {header['machine']}.",
+        f"Seeds {header['seeds']}; forget requests {header['requests']}; {header['mode']}.",
+        "Cells: mean ± std over seeds (each seed averaged over the forget requests); accuracies "
+        "and attack rates in percent, times in seconds.",
+    ]
+    for arch in archs:
+        lines += ["", f"## {arch}", ""]
+        heads = [
+            LABELS.get(c, c)
+            + (" (%)" if is_percent_metric(c) else " (s)" if is_seconds_metric(c) else "")
+            for c in spec.columns
+        ]
+        lines.append("| row | " + " | ".join(heads) + " |")
+        lines.append("| --- |" + " ---: |" * len(spec.columns))
+        for row in spec.rows:
+            cells = [_cell(c, stats.get((arch, row), {}).get(c)) for c in spec.columns]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    lines += ["", "## Paper comparison", ""]
+    cells = [
+        (arch, row, metric, cell)
+        for arch in archs
+        for row in spec.rows
+        for metric in spec.columns
+        if (cell := spec.paper_cell(arch, row, metric)) is not None
+    ]
+    missing = [c for c in cells if c[3].value is None]
+    if missing:
+        lines.append(
+            f"{len(missing)} of the {len(cells)} paper cells for these archs are empty in "
+            f"`{spec.name}.csv` (not obtainable offline; never guessed): "
+            + ", ".join(f"{r} {LABELS.get(m, m)}" for a, r, m, _ in missing[:6])
+            + (", ..." if len(missing) > 6 else "")
+        )
+        lines.append("")
+    if len(missing) < len(cells):
+        lines.append(
+            "| arch | row | metric | ours | paper | Δ (ours − paper) | setting matches | source |"
+        )
+        lines.append("| --- | --- | --- | ---: | ---: | ---: | --- | --- |")
+    elif not cells:
+        lines.append(f"`{spec.name}.csv` has no paper cell for these archs.")
+    for arch, row, metric, cell in cells:
+        if cell.value is not None:
+            agg = stats.get((arch, row), {}).get(metric)
+            delta = f"{_display(metric, agg.mean) - cell.value:+.2f}" if agg is not None else "—"
+            matches = "yes" if cell.setting_matches else f"no: {cell.note}"
+            lines.append(
+                f"| {arch} | {row} | {LABELS.get(metric, metric)} | {_cell(metric, agg)} "
+                f"| {cell.value:.2f} | {delta} | {matches} | {cell.source} |"
+            )
+    if spec.checks:
+        lines += ["", "## Trend checks (the paper's claims on our numbers)", ""]
+        lines.append("| arch | claim | ours | target | status |")
+        lines.append("| --- | --- | ---: | --- | --- |")
+        for arch in archs:
+            for res in evaluate_checks(spec, stats, arch):
+                lines.append(
+                    f"| {arch} | {res['claim']} | {res['ours']} | {res['target']} | {res['status']} |"
+                )
+    if spec.notes:
+        lines += ["", "## Notes", "", spec.notes]
+    return "\n".join(lines) + "\n"
+
+
+# -- running -------------------------------------------------------------------------------------
+def _resolve_root(path: str) -> Path:
+    return Path(path).expanduser()
+
+
+def build_config(
+    spec: TableSpec, options: ReproduceOptions
+) -> tuple[dict[str, Any], list[dict], list[int], list[str], str]:
+    """The ``unlearnkit run`` config of the table under ``options``.
+
+    Returns:
+        ``(experiment config, forget requests, seeds, archs, mode text)``.
+
+    Raises:
+        FileNotFoundError: the data root does not exist.
+        ValueError: bad option values.
+    """
+    config = copy.deepcopy(spec.experiment)
+    forget = list(spec.forget)
+    seeds = list(spec.seeds)
+    archs = list(spec.archs)
+    modes = []
+    init = config.setdefault("data", {}).setdefault("init_args", {})
+    if options.smoke:
+        smoke = spec.smoke
+        init.update(smoke.get("data", {}))
+        config.setdefault("training", {}).update(smoke.get("training", {}))
+        seeds = list(smoke.get("seeds", seeds[:1]))
+        forget = forget[: int(smoke.get("max_requests", 1))]
+        archs = list(smoke.get("archs", archs))
+        modes.append(
+            f"SMOKE run (train_limit={init.get('train_limit')}, test_limit={init.get('test_limit')}, "
+            f"epochs={config.get('training', {}).get('epochs')}): numbers are not comparable"
+        )
+    if options.seeds is not None:
+        seeds = list(options.seeds)
+    if options.archs is not None:
+        archs = list(options.archs)
+    if options.max_requests is not None:
+        if options.max_requests < 1:
+            raise ValueError(f"--max-requests must be >= 1, got {options.max_requests}")
+        forget = forget[: options.max_requests]
+    for key in ("train_limit", "test_limit"):
+        value = getattr(options, key)
+        if value is not None:
+            init[key] = value
+            modes.append(f"{key}={value} (a subset of the data; not the table's setting)")
+    if options.data_root is not None:
+        init["root"] = options.data_root
+    if not seeds:
+        raise ValueError("no seeds to run; pass --seeds 0 1 2")
+    root = init.get("root")
+    if root is not None and not _resolve_root(str(root)).exists():
+        raise FileNotFoundError(
+            f"data for table {spec.name!r} not found at {root} (relative to {Path.cwd()}); "
+            "run from the project root next to ../shared/data, or pass --data-root DIR"
+        )
+    return config, forget, seeds, archs, "; ".join(modes) or "full setting of the spec"
+
+
+def _bind(method: Any, *, seed: int, cache_dir: str | None) -> Any:
+    """A copy of ``method`` with this grid cell's seed (and cache root, for caching methods)."""
+    params = method.get_params()
+    changed = {}
+    if "seed" in params:
+        changed["seed"] = seed
+    if cache_dir is not None and "cache_dir" in params and params["cache_dir"] is None:
+        changed["cache_dir"] = cache_dir
+    return type(method)(**{**params, **changed}) if changed else method
+
+
+def run_table(spec: TableSpec, options: ReproduceOptions) -> tuple[str, Path]:
+    """Run the grid of ``spec`` and write ``table.md`` and ``results.json`` to a new run dir.
+
+    Args:
+        spec: the table.
+        options: what to run.
+
+    Returns:
+        ``(markdown, run directory)``.
+
+    Raises:
+        FileNotFoundError: data missing. ValueError: bad options or configs.
+    """
+    from unlearnkit.recsys.data import is_recsys_table
+
+    if is_recsys_table(spec):  # a RecDataModule table: the recommender runner, same format
+        from unlearnkit.recsys.experiment import run_rec_table
+
+        return run_rec_table(spec, options)
+    from unlearnkit.cli import run_parser
+    from unlearnkit.evaluation.report import atomic_write_bytes, new_run_dir
+    from unlearnkit.experiment import TrainSchedule, run_experiment
+
+    config, forget, seeds, archs, mode = build_config(spec, options)
+    parser = run_parser()
+    run_dir = new_run_dir(Path(options.output), f"reproduce-{spec.name}")
+    trainer = {"enable_progress_bar": sys.stderr.isatty(), **options.trainer}
+    all_rows: list[dict[str, Any]] = []
+    try:
+        for arch in archs:
+            cfg = (
+                parser.parse_object(  # deep copies: jsonargparse turns nested dicts into Namespaces
+                    copy.deepcopy({**config, "forget": forget, "arch": arch, "seed": seeds[0]})
+                )
+            )
+            init = parser.instantiate(cfg)
+            data = init.data
+            training = init.training
+            if not isinstance(training, TrainSchedule):
+                training = TrainSchedule(**dict(training))
+            for seed in seeds:
+                methods = [_bind(m, seed=seed, cache_dir=options.cache_dir) for m in init.methods]
+                log.info("reproduce %s: arch %s, seed %d", spec.name, arch, seed)
+                result = run_experiment(
+                    data,
+                    init.forget,
+                    methods,
+                    arch=arch,
+                    training=training,
+                    seed=seed,
+                    output=run_dir,
+                    name=f"{arch}-seed{seed}",
+                    cache_dir=options.cache_dir,
+                    trainer=trainer,
+                    config=copy.deepcopy({**config, "forget": forget, "arch": arch, "seed": seed}),
+                )
+                for row in result.rows:
+                    metrics = {k: _plain_number(v) for k, v in row["metrics"].items()}
+                    all_rows.append(
+                        {
+                            "arch": arch,
+                            "seed": seed,
+                            "forget": row["forget"],
+                            "method": row["method"],
+                            "metrics": metrics,
+                        }
+                    )
+    except BaseException:
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+    header = {
+        "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": machine_description(),
+        "seeds": seeds,
+        "requests": [_label(f) for f in forget],
+        "mode": mode,
+    }
+    markdown = format_report(spec, all_rows, header=header)
+    detail = aggregate(all_rows, group=("arch", "method", "forget"))
+    document = {
+        "table": spec.name,
+        "header": header,
+        "config": config,
+        "rows": all_rows,
+        "aggregate": [
+            {
+                "arch": k[0],
+                "method": k[1],
+                "metric": m,
+                "mean": a.mean,
+                "std": a.std,
+                "n": a.n,
+                "per_seed": a.values,
+            }
+            for k, metrics in aggregate(all_rows).items()
+            for m, a in metrics.items()
+        ],
+        "per_request": [
+            {
+                "arch": k[0],
+                "method": k[1],
+                "forget": k[2],
+                "metric": m,
+                "mean": a.mean,
+                "std": a.std,
+                "n": a.n,
+            }
+            for k, metrics in detail.items()
+            for m, a in metrics.items()
+        ],
+    }
+    full = markdown + "\n" + format_per_request(spec, all_rows)
+    atomic_write_bytes(run_dir / "table.md", full.encode())
+    text = json.dumps(document, indent=2, default=str, allow_nan=False)
+    atomic_write_bytes(run_dir / "results.json", text.encode())
+    return markdown, run_dir
+
+
+def _label(request: Mapping[str, Any]) -> str:
+    """The label :class:`~unlearnkit.data.ForgetSpec` prints for a request given as a dict."""
+    from unlearnkit.data import ForgetSpec
+
+    return ForgetSpec(**dict(request)).label
+
+
+def _plain_number(value: Any) -> Any:
+    return float(value) if _finite(value) else None
+
+
+def format_per_request(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: mean ± std over seeds for each (arch, forget request, row)."""
+    stats = aggregate(rows, group=("arch", "forget", "method"))
+    lines = ["## Per forget request", ""]
+    lines.append(
+        "| arch | request | row | " + " | ".join(LABELS.get(c, c) for c in spec.columns) + " |"
+    )
+    lines.append("| --- | --- | --- |" + " ---: |" * len(spec.columns))
+    for arch, forget, method in sorted(stats, key=lambda k: (k[0], k[1], _row_order(spec, k[2]))):
+        cells = [_cell(c, stats[arch, forget, method].get(c)) for c in spec.columns]
+        lines.append(f"| {arch} | {forget} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _row_order(spec: TableSpec, method: str) -> int:
+    return spec.rows.index(method) if method in spec.rows else len(spec.rows)

@@ -1,0 +1,254 @@
+"""`unlearnkit reproduce`: table specs, aggregation, report, errors, a smoke run per table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from _helpers import SHARED
+from unlearnkit.cli import main, run_parser
+from unlearnkit.data import ForgetSpec
+from unlearnkit.reproduce import aggregate, format_report, list_tables, load_table
+from unlearnkit.reproduce.runner import evaluate_checks
+from unlearnkit.reproduce.tables import PaperCell
+
+TABLES = ["ssd_fullclass_cifar10", "ssd_fullclass_fmnist", "ssd_subclass_fmnist"]
+DATA = {
+    "ssd_fullclass_fmnist": SHARED / "data" / "fashion-mnist",
+    "ssd_subclass_fmnist": SHARED / "data" / "fashion-mnist",
+    "ssd_fullclass_cifar10": SHARED / "data" / "cifar10-jpeg-q75.tar.gz",
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small runs: intra-op threads only add contention on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_every_table_loads_and_its_experiment_parses(capsys):
+    assert set(TABLES) <= set(list_tables())  # (recsys tables live here too)
+    parser = run_parser()
+    for name in TABLES:
+        spec = load_table(name)
+        assert spec.seeds == [0, 1, 2] and spec.forget and spec.rows[:2] == ["original", "retrain"]
+        assert {"SSD", "LFSSD"} <= set(spec.rows)
+        assert spec.smoke["seeds"] == [0] and spec.smoke["max_requests"] == 1
+        for request in spec.forget:
+            ForgetSpec(**request)
+        cfg = parser.parse_object({**spec.experiment, "forget": spec.forget, "arch": spec.archs[0]})
+        methods = [type(m).__name__ for m in parser.instantiate(cfg).methods]
+        assert methods == ["Retrain", "FineTune", "SSD", "LFSSD"], name
+        assert spec.paper_cells, name
+        for cell in spec.paper_cells:
+            assert cell.row in spec.rows and cell.metric in spec.columns
+            assert cell.source and (cell.setting_matches or cell.note)
+            assert cell.setting in [*spec.archs, *spec.gpu_archs]
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in TABLES:
+        assert f"| {name} |" in out
+
+
+def _rows():
+    """Two seeds x two requests; SSD forget acc 0.0/0.02 (seed 0) and 0.04/0.06 (seed 1)."""
+    rows = []
+    for seed, base in ((0, 0.0), (1, 0.04)):
+        for k, forget in enumerate(("class[0]", "class[1]")):
+            f = base + 0.02 * k
+            rows += [
+                {
+                    "arch": "a",
+                    "seed": seed,
+                    "forget": forget,
+                    "method": "SSD",
+                    "metrics": {
+                        "forget/acc": f,
+                        "test/acc": 0.90 - f,
+                        "time/unlearn_s": 1.0 + seed,
+                    },
+                },
+                {
+                    "arch": "a",
+                    "seed": seed,
+                    "forget": forget,
+                    "method": "original",
+                    "metrics": {"forget/acc": 0.95, "test/acc": 0.91, "time/unlearn_s": None},
+                },
+                {
+                    "arch": "a",
+                    "seed": seed,
+                    "forget": forget,
+                    "method": "retrain",
+                    "metrics": {"forget/acc": 0.0, "test/acc": 0.90, "time/unlearn_s": 10.0},
+                },
+            ]
+    return rows
+
+
+def test_aggregate_is_mean_and_std_over_seeds_of_request_means():
+    stats = aggregate(_rows())
+    ssd = stats["a", "SSD"]["forget/acc"]
+    # seed means: (0 + 0.02) / 2 = 0.01 and (0.04 + 0.06) / 2 = 0.05
+    assert ssd.values == pytest.approx([0.01, 0.05])
+    assert ssd.mean == pytest.approx(0.03) and ssd.n == 2
+    assert ssd.std == pytest.approx(0.02 * 2**0.5)  # sample std of (0.01, 0.05)
+    assert "time/unlearn_s" not in stats["a", "original"]  # None values are skipped
+    per_request = aggregate(_rows(), group=("arch", "method", "forget"))
+    assert per_request["a", "SSD", "class[1]"]["forget/acc"].mean == pytest.approx(0.04)
+
+
+def test_report_shows_paper_numbers_differences_and_checks():
+    spec = load_table("ssd_fullclass_fmnist")
+    spec.archs = ["a"]
+    spec.paper_cells = [
+        PaperCell("a", "SSD", "forget/acc", 1.5, "Paper, Table 9", False, "other data"),
+        PaperCell("a", "SSD", "test/acc", None, "Paper, Table 9", True, ""),
+    ]
+    spec.checks = [
+        {"row": "SSD", "metric": "forget/acc", "at_most": 0.01, "claim": "D_f ~ 0"},
+        {
+            "row": "SSD",
+            "metric": "test/acc",
+            "of_row": "original",
+            "within": 0.03,
+            "claim": "D_r kept",
+        },
+        {
+            "row": "SSD",
+            "metric": "time/unlearn_s",
+            "of_row": "retrain",
+            "at_most_ratio": 0.2,
+            "claim": "fast",
+        },
+    ]
+    header = {
+        "date": "2026-01-01",
+        "machine": "m",
+        "seeds": [0, 1],
+        "requests": ["class[0]"],
+        "mode": "test",
+    }
+    text = format_report(spec, _rows(), header=header)
+    # columns: D_r test, D_f test, D_r train, D_f train, MIA, time (percent / seconds)
+    assert "| SSD | 87.00 ± 2.83 | — | — | 3.00 ± 2.83 | — | 1.50 ± 0.71 |" in text
+    assert (
+        "| a | SSD | D_f acc, train | 3.00 ± 2.83 | 1.50 | +1.50 | no: other data | Paper, Table 9 |"
+        in text
+    )
+    assert "1 of the 2 paper cells" in text
+    checks = {c["claim"]: c for c in evaluate_checks(spec, aggregate(_rows()), "a")}
+    assert checks["D_f ~ 0"]["status"] == "MISSED" and checks["D_f ~ 0"]["ours"] == "3.00"
+    assert checks["D_r kept"]["status"] == "MISSED" and checks["D_r kept"]["ours"] == "-4.00"
+    assert checks["fast"]["status"] == "met" and checks["fast"]["ours"] == "0.15"
+    assert "| a | D_f ~ 0 | 3.00 | ≤ 1.00 | MISSED |" in text
+
+
+def test_within_check_hand_computed():
+    spec = load_table("ssd_fullclass_fmnist")
+    spec.checks = [{"row": "SSD", "metric": "test/acc", "of_row": "original", "within": 0.03}]
+    (res,) = evaluate_checks(spec, aggregate(_rows()), "a")
+    # SSD test acc mean 0.87, original 0.91: difference -4 points > 3 points
+    assert res["ours"] == "-4.00" and res["status"] == "MISSED"
+    spec.checks[0]["within"] = 0.05
+    assert evaluate_checks(spec, aggregate(_rows()), "a")[0]["status"] == "met"
+
+
+def test_missing_data_and_unknown_table_are_clear_errors(tmp_path, capsys):
+    code = main(
+        [
+            "reproduce",
+            "ssd_fullclass_fmnist",
+            "--data-root",
+            str(tmp_path / "nope"),
+            "--output",
+            str(tmp_path / "runs"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "not found" in err and "--data-root" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+    assert main(["reproduce", "no_such_table"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown table 'no_such_table'; available: " in err and "ssd_fullclass_fmnist" in err
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_smoke_runs_the_whole_path(table, tmp_path, caplog, capsys):
+    if not DATA[table].exists():
+        pytest.skip(f"{DATA[table]} absent (the real data lives in ../shared/data)")
+    args = [
+        "reproduce",
+        table,
+        "--smoke",
+        "--data-root",
+        str(DATA[table]),
+        "--output",
+        str(tmp_path / "runs"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    with caplog.at_level(logging.INFO, logger="unlearnkit"):
+        assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "SMOKE run" in out and "## Trend checks" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.endswith(f"reproduce-{table}")
+    result = json.loads((run_dir / "results.json").read_text())
+    methods = {r["method"] for r in result["rows"]}
+    assert methods == {"original", "retrain", "FineTune", "SSD", "LFSSD"}
+    assert {r["seed"] for r in result["rows"]} == {0}
+    ssd = next(r for r in result["rows"] if r["method"] == "SSD")
+    for key in ("forget/acc", "retain/acc", "test/acc", "test_forget/acc", "mia/entropy_lr"):
+        assert 0.0 <= ssd["metrics"][key] <= 1.0, key
+    assert ssd["metrics"]["time/unlearn_s"] > 0
+    assert (run_dir / "table.md").read_text().startswith(f"# `{table}`")
+    assert list(run_dir.glob("*-small_cnn-seed0")) or list(run_dir.glob("*-compact_cifar-seed0"))
+    assert list((tmp_path / "cache" / "importance").glob("*.pt"))  # SSD used --cache-dir
+    assert "cache miss: training the original" in caplog.text
+
+    if table != "ssd_fullclass_fmnist":
+        return
+    caplog.clear()  # a second run: originals, retrained models and I_D all come from the cache
+    with caplog.at_level(logging.INFO, logger="unlearnkit"):
+        assert main(args) == 0
+    assert "cache hit: loaded the original" in caplog.text
+    assert "cache hit: loaded the retrained" in caplog.text
+    assert "SSD: I_D cache hit" in caplog.text
+    assert len(list((tmp_path / "runs").iterdir())) == 2  # a new run dir, the first untouched
+    assert json.loads((run_dir / "results.json").read_text()) == result
+
+
+def test_failed_run_leaves_the_output_untouched(tmp_path):
+    (tmp_path / "runs").mkdir()
+    marker = tmp_path / "runs" / "keep.txt"
+    marker.write_text("x")
+    code = main(
+        [
+            "reproduce",
+            "ssd_fullclass_fmnist",
+            "--data-root",
+            str(tmp_path / "nope"),
+            "--output",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert code == 2 and marker.read_text() == "x"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["keep.txt"]
+
+
+def test_paths_are_package_data():
+    from unlearnkit.reproduce.tables import tables_dir
+
+    files = sorted(p.name for p in Path(tables_dir()).iterdir())
+    for name in TABLES:
+        assert f"{name}.yaml" in files and f"{name}.csv" in files

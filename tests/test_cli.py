@@ -150,6 +150,7 @@ FIT_FRAGMENTS = [
 )
 def test_method_configs_fast_dev_run(method, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))  # SSD's I_D cache
     args = ["fit"]
     for frag in [*FIT_FRAGMENTS, f"configs/method/{method}"]:
         args += ["-c", frag]

@@ -17,6 +17,7 @@ then items; ``user_embedding`` / ``item_embedding`` for MF) so adapters can wrap
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from typing import ClassVar, Literal
 
 import torch
@@ -37,7 +38,7 @@ with warnings.catch_warnings():
 __all__ = ["DotProductRecommender", "LightGCNRecommender", "MFRecommender"]
 
 
-class DotProductRecommender(nn.Module):
+class DotProductRecommender(nn.Module, ABC):
     """Common base of the recommenders: ids checks, item side features and scoring.
 
     Subclasses implement :meth:`_user_table`, :meth:`_item_table` and :meth:`embeddings`.
@@ -100,15 +101,17 @@ class DotProductRecommender(nn.Module):
         self.register_buffer("graph_edges", torch.empty(2, 0, dtype=torch.long), persistent=False)
 
     # -- to implement -------------------------------------------------------------------------
+    @abstractmethod
     def _user_table(self) -> Tensor:
-        raise NotImplementedError
+        """Layer-0 user embedding table ``(U, D)``."""
 
+    @abstractmethod
     def _item_table(self) -> Tensor:
-        raise NotImplementedError
+        """Layer-0 item representation ``(I, D)`` (embedding plus projected side features)."""
 
+    @abstractmethod
     def embeddings(self) -> tuple[Tensor, Tensor]:
         """Final user and item representations (see subclasses)."""
-        raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------
     def set_graph(self, train_edges: Tensor) -> DotProductRecommender:

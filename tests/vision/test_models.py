@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -126,3 +128,22 @@ def test_small_cnn_learns_digits() -> None:
     with torch.no_grad():
         accuracy = (model.eval()(x).argmax(1) == y).float().mean().item()
     assert accuracy > 0.9  # chance is 0.1
+
+
+@pytest.mark.parametrize(
+    ("arch", "shape"), [("small_cnn", (1, 28, 28)), ("compact_cifar", (3, 32, 32))]
+)
+def test_build_model_returns_channels_last_with_the_same_function(arch, shape):
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=10, in_channels=shape[0]).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    x = torch.randn(4, *shape)  # a contiguous (NCHW) input is accepted as is
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x), rtol=1e-5, atol=1e-5)
+    # the state dict loads into a contiguous model and back (checkpoints are layout-free)
+    fresh = build_model(arch, num_classes=10, in_channels=shape[0]).eval()
+    fresh.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), plain(x), rtol=1e-5, atol=1e-5)

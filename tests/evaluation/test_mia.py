@@ -15,6 +15,7 @@ from sklearn.svm import SVC
 from unlearnkit.evaluation.collect import Outputs
 from unlearnkit.evaluation.mia import (
     SSD_LR_C,
+    _merge_duplicates,
     mia_efficacy,
     mia_entropy_lr,
     mia_scores,
@@ -57,6 +58,25 @@ def test_mia_efficacy_matches_step_by_step_svc() -> None:
     y_all = np.array([1] * 8 + [0] * 4)
     svc_all = SVC(C=3, gamma="auto", kernel="rbf").fit(x_all, y_all)
     assert 1.0 - svc_all.predict(np.array(FORGET_CONF).reshape(-1, 1)).mean() != expected
+
+
+def test_merging_tied_rows_gives_the_same_svc_as_the_raw_rows() -> None:
+    # saturated confidences repeat: 3 distinct member values, 4 distinct non-member values,
+    # 1.0 and 0.5 in both classes
+    rng = np.random.default_rng(0)
+    members = rng.choice([1.0, 0.999, 0.5], size=300, p=[0.6, 0.3, 0.1])
+    non_members = rng.choice([1.0, 0.9, 0.6, 0.5], size=300)
+    x = np.concatenate([members, non_members]).reshape(-1, 1)
+    y = np.concatenate([np.ones(300), np.zeros(300)])
+    merged_x, merged_y, weights = _merge_duplicates(x, y)
+    assert len(merged_x) == 7 and weights.sum() == 600
+    raw = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
+    merged = SVC(C=3, gamma="auto", kernel="rbf").fit(merged_x, merged_y, sample_weight=weights)
+    grid = np.linspace(0.0, 1.0, 201).reshape(-1, 1)
+    np.testing.assert_allclose(
+        merged.decision_function(grid), raw.decision_function(grid), rtol=1e-3, atol=1e-3
+    )
+    assert (merged.predict(grid) == raw.predict(grid)).all()
 
 
 def test_mia_efficacy_obvious_cases() -> None:

@@ -55,6 +55,13 @@ def test_save_never_overwrites_another_split(tmp_path):
     assert path.read_text() == before
 
 
+def test_save_of_an_unserialisable_spec_leaves_nothing_behind(tmp_path):
+    split = ForgetSplit.from_indices([1, 2], num_train=10, spec={"note": object()})
+    with pytest.raises(TypeError):
+        split.save(tmp_path / "f.json")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from unlearnkit.atomic import atomic_torch_save
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file in the same directory, then ``os.replace`` into ``path``.
-
-    A reader never sees a half-written file. Returns the final path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+__all__ = ["atomic_torch_save", "load_checkpoint", "model_arch", "save_checkpoint"]
 
 
 def model_arch(model: nn.Module) -> str:

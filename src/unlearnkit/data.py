@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from abc import abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
+
+from unlearnkit.atomic import atomic_write_bytes
 
 ForgetKind = Literal["class", "subclass", "random", "indices", "user", "item", "interaction"]
 
@@ -228,12 +228,7 @@ class ForgetSplit:
             if json.loads(path.read_text()).get("fingerprint") == payload["fingerprint"]:
                 return path
             raise FileExistsError(f"{path} holds a different forget split; choose another path")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh)
-        os.replace(tmp, path)
-        return path
+        return atomic_write_bytes(path, json.dumps(payload).encode())
 
     @classmethod
     def load(cls, path: str | Path, *, num_train: int) -> ForgetSplit:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from unlearnkit.atomic import atomic_torch_save
 
 __all__ = ["atomic_torch_save", "default_data_dir", "fingerprint", "load_tensor_cache"]
 
@@ -38,26 +39,6 @@ def fingerprint(paths: Iterable[Path]) -> str:
         stat = path.stat()
         digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write ``obj`` with :func:`torch.save` to a temporary file beside ``path``, then rename it.
-
-    A reader never sees a half-written file, and a crash leaves at most a stray ``.tmp`` file.
-
-    Args:
-        obj: Anything :func:`torch.save` accepts (here: dicts of tensors, strings and lists).
-        path: Destination; its parent directory is created if missing.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_tensor_cache(path: Path) -> dict[str, Any] | None:

@@ -2,20 +2,20 @@
 
 matplotlib is imported inside each function, and figures are drawn on an explicit Agg canvas, so
 importing :mod:`unlearnkit` neither loads matplotlib nor changes the user's backend. Files are
-written atomically (temp file in the same directory, then ``os.replace``).
+written atomically with :func:`unlearnkit.atomic.atomic_write_bytes`.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from unlearnkit.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,33 +28,6 @@ __all__ = [
 ]
 
 _DPI = 120
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temp file in the same directory, then ``os.replace``.
-
-    Args:
-        path: destination file; its directory must exist.
-        data: the bytes to write.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-
-    Raises:
-        FileNotFoundError: the directory of ``path`` does not exist.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"directory {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _figure(width: float, height: float) -> Figure:

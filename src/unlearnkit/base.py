@@ -58,6 +58,26 @@ def _loader_is_empty(loader: Iterable) -> bool:
         return False
 
 
+def init_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of an ``__init__``, from ``locals()`` called first thing in it.
+
+    Lets each method keep its own typed signature with the paper's defaults (what LightningCLI
+    reads) while the body only forwards them: ``super().__init__(**init_arguments(locals()))``.
+    :class:`LossUnlearner` stores every argument it does not know unchanged as an attribute.
+
+    Args:
+        arguments: ``locals()`` of the ``__init__`` before any other statement.
+
+    Returns:
+        Every entry but ``self`` and ``__class__`` (the cell of a zero-argument ``super()``), with
+        a ``**method_params`` catch-all (how a base class takes its subclasses' own
+        hyper-parameters) merged in.
+    """
+    kwargs = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+    kwargs.update(kwargs.pop("method_params", {}))
+    return kwargs
+
+
 class Unlearner(ABC):
     """Base class of every unlearning method.
 
@@ -137,6 +157,8 @@ class LossUnlearner(Unlearner):
         weight_decay: L2 weight decay.
         lr_schedule: ``"constant"`` or ``"cosine"`` (cosine annealing to 0 over all steps).
         seed: seeds every random draw of the run (shuffling, random labels, ...).
+        **method_params: a subclass's own hyper-parameters, stored unchanged as attributes (a
+            subclass forwards them with ``super().__init__(**init_arguments(locals()))``).
     """
 
     uses: ClassVar[tuple[str, ...]] = ("forget",)
@@ -151,6 +173,7 @@ class LossUnlearner(Unlearner):
         weight_decay: float = 5e-4,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
+        **method_params: Any,
     ) -> None:
         self.epochs = epochs
         self.lr = lr
@@ -159,6 +182,8 @@ class LossUnlearner(Unlearner):
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
         self.seed = seed
+        for name, value in method_params.items():
+            setattr(self, name, value)
 
     def setup(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
         """Prepare state before the first step (teacher copies, masks, ...). Default: nothing."""

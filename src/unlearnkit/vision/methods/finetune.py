@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearnkit.base import LossUnlearner, UnlearnBatch
+from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
 
 
 class FineTune(LossUnlearner):
@@ -40,15 +40,7 @@ class FineTune(LossUnlearner):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-        )
+        super().__init__(**init_arguments(locals()))
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
         x, y = batch.retain  # type: ignore[misc]
@@ -76,15 +68,7 @@ class Retrain(FineTune):
         lr_schedule: Literal["constant", "cosine"] = "cosine",
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-        )
+        super().__init__(**init_arguments(locals()))
 
     def setup(self, model: nn.Module) -> None:
         for module in model.modules():

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearnkit.base import LossUnlearner, UnlearnBatch
+from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
 
 
 class GradientAscent(LossUnlearner):
@@ -34,15 +34,7 @@ class GradientAscent(LossUnlearner):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-        )
+        super().__init__(**init_arguments(locals()))
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
         x, y = batch.forget  # type: ignore[misc]
@@ -80,16 +72,7 @@ class NegGradPlus(LossUnlearner):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-        )
-        self.alpha = alpha
+        super().__init__(**init_arguments(locals()))
 
     def setup(self, model: nn.Module) -> None:
         if not 0.0 <= self.alpha <= 1.0:

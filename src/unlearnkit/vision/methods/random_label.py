@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearnkit.base import LossUnlearner, UnlearnBatch
+from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
 
 
 def random_wrong_labels(y: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
@@ -50,15 +50,7 @@ class RandomLabel(LossUnlearner):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-        )
+        super().__init__(**init_arguments(locals()))
 
     def setup(self, model: nn.Module) -> None:
         self.generator_ = torch.Generator().manual_seed(self.seed)

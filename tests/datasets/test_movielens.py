@@ -208,7 +208,9 @@ def _check_fixture_data(data: InteractionData) -> None:
 def test_load_movielens_100k_fixture(tmp_path):
     lines = [f"{u}\t{i}\t{r}\t88125000{j}" for j, (u, i, r) in enumerate(_RATINGS)]
     (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
-    _check_fixture_data(load_movielens_100k(tmp_path, k=2))
+    data = load_movielens_100k(tmp_path, k=2)
+    _check_fixture_data(data)
+    assert data.name == "movielens-100k"  # part of the model-cache keys
     nested = tmp_path / "nested"
     (nested / "ml-100k").mkdir(parents=True)
     (nested / "ml-100k" / "u.data").write_text("\n".join(lines))
@@ -226,7 +228,9 @@ def test_default_root_is_unlearnkit_data(tmp_path, monkeypatch):
 def test_load_movielens_1m_fixture(tmp_path):
     lines = [f"{u}::{i}::{r}::97830000{j}" for j, (u, i, r) in enumerate(_RATINGS)]
     (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
-    _check_fixture_data(load_movielens_1m(tmp_path, k=2))
+    data = load_movielens_1m(tmp_path, k=2)
+    _check_fixture_data(data)
+    assert data.name == "movielens-1m"
 
 
 def test_missing_movielens_files_explain_the_fix(tmp_path):

@@ -19,15 +19,6 @@ from unlearnkit.recsys.bpr import (
 from unlearnkit.recsys.models import LightGCNRecommender, MFRecommender
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP overhead on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def softplus(x: float) -> float:
     return math.log1p(math.exp(x))
 

@@ -7,11 +7,11 @@ import inspect
 import pytest
 import torch
 
+from _helpers import tiny_graph, trained_lightgcn
 from unlearnkit import list_methods
 from unlearnkit.base import LossUnlearner
 from unlearnkit.data import ForgetSpec
 from unlearnkit.module import default_trainer
-from unlearnkit.recsys.bpr import train_bpr
 from unlearnkit.recsys.data import edge_loader, resolve_forget_edges
 from unlearnkit.recsys.models import LightGCNRecommender
 
@@ -27,38 +27,13 @@ METHOD_KWARGS = {
 NUM_USERS, NUM_ITEMS = 16, 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_graph(seed: int = 0) -> torch.Tensor:
-    """Two taste communities: users < 8 like items 0..6, the others items 5..11 (70 % kept)."""
-    gen = torch.Generator().manual_seed(seed)
-    pairs = []
-    for u in range(NUM_USERS):
-        items = (
-            range(0, NUM_ITEMS // 2 + 1)
-            if u < NUM_USERS // 2
-            else range(NUM_ITEMS // 2 - 1, NUM_ITEMS)
-        )
-        pairs += [(u, i) for i in items if torch.rand(1, generator=gen) < 0.7]
-    return torch.tensor(pairs).t().contiguous()
-
-
-EDGES = tiny_graph()
+EDGES = tiny_graph(NUM_USERS, NUM_ITEMS)  # users < 8 like items 0..6, the others items 5..11
 SPLIT = resolve_forget_edges(ForgetSpec(kind="user", ids=[0, 1]), EDGES, NUM_USERS, NUM_ITEMS)
 
 
 @pytest.fixture(scope="module")
 def original_state():
-    torch.manual_seed(0)
-    model = LightGCNRecommender(NUM_USERS, NUM_ITEMS, embedding_dim=8, num_layers=2)
-    train_bpr(model, EDGES, epochs=40, lr=0.05, batch_size=64, seed=0)
-    return model.state_dict()
+    return trained_lightgcn(EDGES, NUM_USERS, NUM_ITEMS, epochs=40).state_dict()
 
 
 def fresh(state) -> LightGCNRecommender:

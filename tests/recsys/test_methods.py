@@ -8,24 +8,15 @@ import math
 import pytest
 import torch
 
+from _helpers import tiny_graph, trained_lightgcn
 from unlearnkit.data import ForgetSpec
 from unlearnkit.module import default_trainer
-from unlearnkit.recsys.bpr import train_bpr
 from unlearnkit.recsys.data import EdgeDataset, ForgetEdges, edge_loader, resolve_forget_edges
 from unlearnkit.recsys.methods import E2URec, FineTune, GradientAscent, ReverseBPR
 from unlearnkit.recsys.methods.e2urec import LoRAEmbeddingDelta, forgetting_teacher_scores
 from unlearnkit.recsys.methods.reverse_bpr import reverse_bpr_loss
-from unlearnkit.recsys.models import LightGCNRecommender, MFRecommender
+from unlearnkit.recsys.models import MFRecommender
 from unlearnkit.recsys.module import RecEvaluator, count_parameters
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP overhead on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def sigmoid(x: float) -> float:
@@ -34,29 +25,6 @@ def sigmoid(x: float) -> float:
 
 def score(model, user: int, item: int) -> float:
     return model.score(torch.tensor([user]), torch.tensor([item])).detach().item()
-
-
-def tiny_graph(num_users: int = 16, num_items: int = 12, seed: int = 0) -> torch.Tensor:
-    """Two taste communities: users < U/2 like items < I/2 + 1, the others the rest (+1)."""
-    gen = torch.Generator().manual_seed(seed)
-    pairs = []
-    for u in range(num_users):
-        items = (
-            range(0, num_items // 2 + 1)
-            if u < num_users // 2
-            else range(num_items // 2 - 1, num_items)
-        )
-        pairs += [(u, i) for i in items if torch.rand(1, generator=gen) < 0.7]
-    return torch.tensor(pairs).t().contiguous()
-
-
-def trained_lightgcn(
-    edges: torch.Tensor, num_users: int = 16, num_items: int = 12
-) -> LightGCNRecommender:
-    torch.manual_seed(0)
-    model = LightGCNRecommender(num_users, num_items, embedding_dim=8, num_layers=2)
-    train_bpr(model, edges, epochs=30, lr=0.05, batch_size=64, seed=0)
-    return model.eval()
 
 
 def loaders(split: ForgetEdges, batch: int = 8):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unlearnkit.atomic import atomic_write_bytes
 from unlearnkit.datasets._io import default_data_dir
 from unlearnkit.datasets.interactions import (
     InteractionData,
@@ -104,6 +105,22 @@ def _read_ratings_csv(f: IO[str]) -> np.ndarray:
     return np.loadtxt(f, delimiter=",", ndmin=2, dtype=np.float64)
 
 
+def _implicit(
+    table: np.ndarray,
+    name: str,
+    k: int,
+    threshold: float,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> InteractionData:
+    """The pipeline of every MovieLens loader: ratings ``>= threshold``, k-core, per-user split."""
+    raw = implicit_from_ratings(table, threshold)
+    return build_interaction_data(
+        raw, k=k, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, name=name
+    )
+
+
 def load_movielens_small(
     *,
     k: int = 5,
@@ -139,15 +156,7 @@ def load_movielens_small(
     """
     with _open_text(None, "ratings.csv.gz") as f:
         table = _read_ratings_csv(f)
-    raw = implicit_from_ratings(table, threshold)
-    data = build_interaction_data(
-        raw,
-        k=k,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        name="movielens-small",
-    )
+    data = _implicit(table, "movielens-small", k, threshold, seed, val_fraction, test_fraction)
     if item_features:
         data.item_features = item_side_features(
             data.item_ids, max_title_features=max_title_features
@@ -164,12 +173,7 @@ def _download_member(name: str, member: str, root: Path) -> None:
         urllib.request.urlretrieve(MOVIELENS_URLS[name], tmp_zip)
         with zipfile.ZipFile(tmp_zip) as zf:
             data = zf.read(f"{name}/{member}")
-        target = root / name / member
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, target)
+        atomic_write_bytes(root / name / member, data)
     finally:
         if os.path.exists(tmp_zip):
             os.remove(tmp_zip)
@@ -200,6 +204,31 @@ def _load_ratings_text(path: Path, sep: str) -> np.ndarray:
     if values.size % 4:
         raise ValueError(f"{path}: expected 4 fields per line (user, item, rating, timestamp)")
     return values.reshape(-1, 4)
+
+
+#: Ratings file, its field separator and the download page of each official GroupLens edition.
+_GROUPLENS: dict[str, tuple[str, str, str]] = {
+    "ml-100k": ("u.data", "whitespace", "https://grouplens.org/datasets/movielens/100k/"),
+    "ml-1m": ("ratings.dat", "::", "https://grouplens.org/datasets/movielens/1m/"),
+}
+
+
+def _grouplens(
+    name: str,
+    root: str | os.PathLike[str] | None,
+    k: int,
+    threshold: float,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    download: bool,
+) -> InteractionData:
+    """Load the official edition ``name`` (a key of :data:`_GROUPLENS`) found under ``root``."""
+    member, sep, page = _GROUPLENS[name]
+    path = _locate(root, name, member, download, page)
+    table = _load_ratings_text(path, sep)
+    dataset = name.replace("ml-", "movielens-")
+    return _implicit(table, dataset, k, threshold, seed, val_fraction, test_fraction)
 
 
 def load_movielens_100k(
@@ -233,18 +262,7 @@ def load_movielens_100k(
         FileNotFoundError: If ``u.data`` is missing (with where to get it).
         ValueError: On a malformed file, bad fractions, or an empty k-core.
     """
-    path = _locate(
-        root, "ml-100k", "u.data", download, "https://grouplens.org/datasets/movielens/100k/"
-    )
-    raw = implicit_from_ratings(_load_ratings_text(path, "whitespace"), threshold)
-    return build_interaction_data(
-        raw,
-        k=k,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        name="movielens-100k",
-    )
+    return _grouplens("ml-100k", root, k, threshold, seed, val_fraction, test_fraction, download)
 
 
 def load_movielens_1m(
@@ -259,37 +277,23 @@ def load_movielens_1m(
 ) -> InteractionData:
     """MovieLens 1M (``ratings.dat``: ``UserID::MovieID::Rating::Timestamp``) as implicit data.
 
-    Harper & Konstan, ACM TiiS 2015. Same pipeline as :func:`load_movielens_small`.
+    Harper & Konstan, ACM TiiS 2015. Same pipeline and options as :func:`load_movielens_100k`.
 
     Args:
         root: Folder with ``ratings.dat`` or ``ml-1m/ratings.dat`` (default
             ``$UNLEARNKIT_DATA/ml-1m``).
-        k: k-core threshold.
-        threshold: Minimum rating of a positive.
-        seed: Split seed.
-        val_fraction: Per-user validation fraction.
-        test_fraction: Per-user test fraction.
-        download: Fetch the official GroupLens zip into ``root`` if the file is missing.
+        k, threshold, seed, val_fraction, test_fraction: k-core threshold, minimum rating of a
+            positive, split seed and per-user validation / test fractions.
+        download: Fetch the official GroupLens zip into ``root`` if ``ratings.dat`` is missing.
 
     Returns:
-        The dataset.
+        The dataset (named ``movielens-1m``).
 
     Raises:
         FileNotFoundError: If ``ratings.dat`` is missing (with where to get it).
         ValueError: On a malformed file, bad fractions, or an empty k-core.
     """
-    path = _locate(
-        root, "ml-1m", "ratings.dat", download, "https://grouplens.org/datasets/movielens/1m/"
-    )
-    raw = implicit_from_ratings(_load_ratings_text(path, "::"), threshold)
-    return build_interaction_data(
-        raw,
-        k=k,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        name="movielens-1m",
-    )
+    return _grouplens("ml-1m", root, k, threshold, seed, val_fraction, test_fraction, download)
 
 
 def read_movies_csv(

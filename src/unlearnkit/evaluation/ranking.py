@@ -143,20 +143,10 @@ def precision_at_k(
 ) -> Tensor:
     """Per-user Precision@K: relevant items in the top ``k`` / ``k``.
 
-    Args:
-        scores: Scores of each user for every item.
-        ground_truth: Relevant items.
-        k: Cut-off.
-        mask: Items removed from the ranking.
+    Args, Shapes and Raises: as :func:`recall_at_k`.
 
     Returns:
         Precision per user; ``NaN`` for users with no relevant item.
-
-    Shapes:
-        scores: ``(B, I)`` float; ground_truth, mask: ``(B, I)`` bool. Returns ``(B,)`` float64.
-
-    Raises:
-        ValueError: On mismatched shapes / dtypes or ``k < 1``.
     """
     return _per_user("precision", scores, ground_truth, k, mask)
 
@@ -166,20 +156,10 @@ def hit_rate_at_k(
 ) -> Tensor:
     """Per-user Hit-rate@K: 1 if any relevant item is in the top ``k``, else 0.
 
-    Args:
-        scores: Scores of each user for every item.
-        ground_truth: Relevant items.
-        k: Cut-off.
-        mask: Items removed from the ranking.
+    Args, Shapes and Raises: as :func:`recall_at_k`.
 
     Returns:
         Hit indicator per user; ``NaN`` for users with no relevant item.
-
-    Shapes:
-        scores: ``(B, I)`` float; ground_truth, mask: ``(B, I)`` bool. Returns ``(B,)`` float64.
-
-    Raises:
-        ValueError: On mismatched shapes / dtypes or ``k < 1``.
     """
     return _per_user("hit_rate", scores, ground_truth, k, mask)
 
@@ -193,20 +173,10 @@ def ndcg_at_k(
     relevant items first (Jarvelin & Kekalainen, "Cumulated Gain-Based Evaluation of IR
     Techniques", ACM TOIS 2002; as computed in LightGCN's evaluation, arXiv:2002.02126).
 
-    Args:
-        scores: Scores of each user for every item.
-        ground_truth: Relevant items.
-        k: Cut-off.
-        mask: Items removed from the ranking.
+    Args, Shapes and Raises: as :func:`recall_at_k`.
 
     Returns:
         NDCG per user in ``[0, 1]``; ``NaN`` for users with no relevant item.
-
-    Shapes:
-        scores: ``(B, I)`` float; ground_truth, mask: ``(B, I)`` bool. Returns ``(B,)`` float64.
-
-    Raises:
-        ValueError: On mismatched shapes / dtypes or ``k < 1``.
     """
     return _per_user("ndcg", scores, ground_truth, k, mask)
 

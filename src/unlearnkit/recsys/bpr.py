@@ -308,6 +308,7 @@ def bpr_train_epoch(
     batch_size: int = 2048,
     generator: torch.Generator | None = None,
     reg_weight: float = 1e-4,
+    seen: Tensor | None = None,
 ) -> float:
     """Run one BPR epoch over ``train_edges`` on the model's current graph.
 
@@ -318,6 +319,8 @@ def bpr_train_epoch(
         batch_size: Triples per step.
         generator: Random generator (shuffle and negatives).
         reg_weight: L2 strength on layer-0 embeddings.
+        seen: Interactions the negatives must avoid (default: ``train_edges``), as in
+            :func:`bpr_epoch_batches`.
 
     Returns:
         Mean batch loss of the epoch.
@@ -331,7 +334,7 @@ def bpr_train_epoch(
     model.train()
     total, batches = 0.0, 0
     for users, pos, neg in bpr_epoch_batches(
-        train_edges, batch_size, generator, num_items=model.num_items
+        train_edges, batch_size, generator, num_items=model.num_items, seen=seen
     ):
         optimizer.zero_grad(set_to_none=True)
         loss = bpr_batch_loss(model, users, pos, neg, reg_weight=reg_weight)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
-import tempfile
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +30,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets.interactions import InteractionData, check_edges
+from unlearnkit.evaluation.plots import atomic_write_bytes
 
 __all__ = [
     "EdgeDataset",
@@ -198,8 +197,8 @@ class ForgetEdges:
             )
         if index.unique().numel() != index.numel():
             raise ValueError("forget edge indices contain duplicates; give each training edge once")
-        if int(index.min()) < 0 or int(index.max()) >= n:
-            bad = int(index.max()) if int(index.max()) >= n else int(index.min())
+        bad = _out_of_range(index, n)
+        if bad is not None:
             raise ValueError(
                 f"forget edge index {bad} is outside the training edges (0..{n - 1}); pass "
                 "column indices of the training graph"
@@ -322,15 +321,7 @@ class ForgetEdges:
                 return path
             raise FileExistsError(f"{path} holds a different forget set; choose another path")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(payload, fh)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write_bytes(path, json.dumps(payload).encode())
 
     @classmethod
     def load(
@@ -364,6 +355,18 @@ class ForgetEdges:
         return cls.from_pairs(
             train_edges, pairs, num_users=num_users, num_items=num_items, spec=payload.get("spec")
         )
+
+
+def _out_of_range(ids: Tensor, bound: int) -> int | None:
+    """An id of ``ids`` outside ``0..bound-1``, or ``None`` when all are valid.
+
+    The largest id when one is too large, else the most negative one (the id error messages name).
+    """
+    if ids.numel() and int(ids.max()) >= bound:
+        return int(ids.max())
+    if ids.numel() and int(ids.min()) < 0:
+        return int(ids.min())
+    return None
 
 
 def _lost(forget_ids: Tensor, retain_ids: Tensor, size: int) -> Tensor:
@@ -430,34 +433,26 @@ def resolve_forget_edges(
         )
     gen = torch.Generator().manual_seed(int(spec.seed))
     n_edges = int(train_edges.size(1))
-    if spec.kind == "interaction":
-        if spec.ids is not None:
-            index = torch.as_tensor(list(spec.ids), dtype=torch.long)
-            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n_edges):
-                bad = int(index.max()) if int(index.max()) >= n_edges else int(index.min())
-                raise ValueError(
-                    f"unknown interaction id {bad}: ids are column indices of the training "
-                    f"edges, 0..{n_edges - 1}"
-                )
-        else:
-            size = _draw_size(spec, n_edges, f"{n_edges} training interactions")
-            index = torch.randperm(n_edges, generator=gen)[:size]
-        return ForgetEdges.from_index(
-            train_edges, index, num_users=num_users, num_items=num_items, spec=spec
-        )
+    by_edge = spec.kind == "interaction"  # ids are column indices of the training edges
     row, bound = (0, num_users) if spec.kind == "user" else (1, num_items)
+    if by_edge:
+        bound = n_edges
+        valid = f"ids are column indices of the training edges, 0..{n_edges - 1}"
+    else:
+        valid = f"valid {spec.kind} ids are 0..{bound - 1}"
     if spec.ids is not None:
         ids = torch.as_tensor(list(spec.ids), dtype=torch.long)
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= bound):
-            bad = int(ids.max()) if int(ids.max()) >= bound else int(ids.min())
-            raise ValueError(
-                f"unknown {spec.kind} id {bad}: valid {spec.kind} ids are 0..{bound - 1}"
-            )
+        bad = _out_of_range(ids, bound)
+        if bad is not None:
+            raise ValueError(f"unknown {spec.kind} id {bad}: {valid}")
+    elif by_edge:
+        size = _draw_size(spec, n_edges, f"{n_edges} training interactions")
+        ids = torch.randperm(n_edges, generator=gen)[:size]
     else:
         present = torch.unique(train_edges[row])
         size = _draw_size(spec, int(present.numel()), f"{present.numel()} {spec.kind}s with edges")
         ids = present[torch.randperm(present.numel(), generator=gen)[:size]]
-    index = torch.isin(train_edges[row], ids).nonzero().flatten()
+    index = ids if by_edge else torch.isin(train_edges[row], ids).nonzero().flatten()
     return ForgetEdges.from_index(
         train_edges, index, num_users=num_users, num_items=num_items, spec=spec
     )
@@ -615,12 +610,8 @@ class RecDataModule(L.LightningDataModule):
         return DataLoader(users, batch_size=self.eval_batch_size, shuffle=False)
 
 
-class MovieLensSmallDataModule(RecDataModule):
-    """The embedded default: MovieLens ml-latest-small as k-core implicit feedback.
-
-    Harper & Konstan, "The MovieLens Datasets: History and Context", ACM TiiS 5(4), 2015. Loaded by
-    :func:`~unlearnkit.datasets.movielens.load_movielens_small` from the files shipped in the
-    package (no download): with the defaults 659 users, 2,078 items, 31,056 training edges.
+class _MovieLensDataModule(RecDataModule):
+    """Shared options of the MovieLens modules: k-core, positive threshold and per-user split.
 
     Args:
         k: k-core threshold.
@@ -628,7 +619,8 @@ class MovieLensSmallDataModule(RecDataModule):
         split_seed: seed of the per-user train/val/test split.
         val_fraction: per-user validation share.
         test_fraction: per-user test share.
-        (others: see :class:`RecDataModule`)
+        **kwargs: the loader options of :class:`RecDataModule` (``forget``, ``batch_size``,
+            ``forget_batch_size``, ``eval_batch_size``, ``seed``).
     """
 
     def __init__(
@@ -639,19 +631,9 @@ class MovieLensSmallDataModule(RecDataModule):
         split_seed: int = 0,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
-        forget: ForgetSpec | None = None,
-        batch_size: int = 2048,
-        forget_batch_size: int = 512,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            forget=forget,
-            batch_size=batch_size,
-            forget_batch_size=forget_batch_size,
-            eval_batch_size=eval_batch_size,
-            seed=seed,
-        )
+        super().__init__(**kwargs)
         self.k = k
         self.threshold = threshold
         self.split_seed = split_seed
@@ -666,76 +648,49 @@ class MovieLensSmallDataModule(RecDataModule):
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
         }
+
+    def _loader_options(self) -> dict[str, Any]:
+        """Keyword arguments of the :mod:`unlearnkit.datasets.movielens` loaders."""
+        options = _MovieLensDataModule.data_key(self)
+        options["seed"] = options.pop("split_seed")
+        return options
+
+
+class MovieLensSmallDataModule(_MovieLensDataModule):
+    """The embedded default: MovieLens ml-latest-small as k-core implicit feedback.
+
+    Harper & Konstan, "The MovieLens Datasets: History and Context", ACM TiiS 5(4), 2015. Loaded by
+    :func:`~unlearnkit.datasets.movielens.load_movielens_small` from the files shipped in the
+    package (no download): with the defaults 659 users, 2,078 items, 31,056 training edges.
+
+    Args:
+        k, threshold: k-core threshold and minimum rating of a positive.
+        split_seed, val_fraction, test_fraction: seed and per-user shares of the
+            train/val/test split.
+        (others: see :class:`RecDataModule`)
+    """
 
     def load(self) -> InteractionData:
         from unlearnkit.datasets.movielens import load_movielens_small
 
-        return load_movielens_small(
-            k=self.k,
-            threshold=self.threshold,
-            seed=self.split_seed,
-            val_fraction=self.val_fraction,
-            test_fraction=self.test_fraction,
-        )
+        return load_movielens_small(**self._loader_options())
 
 
-class _RootedMovieLens(RecDataModule):
+class _RootedMovieLens(_MovieLensDataModule):
     """Shared body of the MovieLens 100K / 1M modules (files the user brings under ``root``)."""
 
     _loader_name = ""
 
-    def __init__(
-        self,
-        *,
-        root: str | None = None,
-        download: bool = False,
-        k: int = 5,
-        threshold: float = 4.0,
-        split_seed: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        forget: ForgetSpec | None = None,
-        batch_size: int = 2048,
-        forget_batch_size: int = 512,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            forget=forget,
-            batch_size=batch_size,
-            forget_batch_size=forget_batch_size,
-            eval_batch_size=eval_batch_size,
-            seed=seed,
-        )
+    def __init__(self, *, root: str | None = None, download: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.root = root
         self.download = download
-        self.k = k
-        self.threshold = threshold
-        self.split_seed = split_seed
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-
-    def data_key(self) -> dict[str, Any]:
-        return {
-            "k": self.k,
-            "threshold": self.threshold,
-            "split_seed": self.split_seed,
-            "val_fraction": self.val_fraction,
-            "test_fraction": self.test_fraction,
-        }
 
     def load(self) -> InteractionData:
         from unlearnkit.datasets import movielens
 
-        return getattr(movielens, self._loader_name)(
-            self.root,
-            k=self.k,
-            threshold=self.threshold,
-            seed=self.split_seed,
-            val_fraction=self.val_fraction,
-            test_fraction=self.test_fraction,
-            download=self.download,
-        )
+        loader = getattr(movielens, self._loader_name)
+        return loader(self.root, download=self.download, **self._loader_options())
 
 
 class MovieLens100KDataModule(_RootedMovieLens):
@@ -757,19 +712,12 @@ class MovieLens100KDataModule(_RootedMovieLens):
 
 
 class MovieLens1MDataModule(_RootedMovieLens):
-    """MovieLens 1M (``ratings.dat`` under ``root``; GroupLens terms forbid shipping it).
+    """MovieLens 1M: :class:`MovieLens100KDataModule` over ``ratings.dat`` instead of ``u.data``.
 
     Harper & Konstan, ACM TiiS 2015; loaded by
-    :func:`~unlearnkit.datasets.movielens.load_movielens_1m`.
-
-    Args:
-        root: folder with ``ratings.dat`` or ``ml-1m/ratings.dat`` (default
-            ``$UNLEARNKIT_DATA/ml-1m``).
-        download: fetch the official zip into ``root`` when missing (needs internet).
-        (others: see :class:`MovieLensSmallDataModule`)
-
-    Raises:
-        FileNotFoundError: at setup, when the file is missing (says where to get it).
+    :func:`~unlearnkit.datasets.movielens.load_movielens_1m` from ``root/ratings.dat`` or
+    ``root/ml-1m/ratings.dat`` (default ``root``: ``$UNLEARNKIT_DATA/ml-1m``). Arguments and
+    errors are those of :class:`MovieLens100KDataModule`.
     """
 
     _loader_name = "load_movielens_1m"
@@ -792,24 +740,9 @@ class LightGCNTxtDataModule(RecDataModule):
     """
 
     def __init__(
-        self,
-        *,
-        root: str,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        forget: ForgetSpec | None = None,
-        batch_size: int = 2048,
-        forget_batch_size: int = 512,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
+        self, *, root: str, val_fraction: float = 0.1, split_seed: int = 0, **kwargs: Any
     ) -> None:
-        super().__init__(
-            forget=forget,
-            batch_size=batch_size,
-            forget_batch_size=forget_batch_size,
-            eval_batch_size=eval_batch_size,
-            seed=seed,
-        )
+        super().__init__(**kwargs)
         self.root = root
         self.val_fraction = val_fraction
         self.split_seed = split_seed

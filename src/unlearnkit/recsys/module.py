@@ -34,7 +34,7 @@ from unlearnkit.evaluation.ranking import (
     rank_metrics,
     score_divergence,
 )
-from unlearnkit.module import UnlearningModule, combined_loader, default_trainer
+from unlearnkit.module import UnlearningModule, fit_method
 from unlearnkit.recsys.bpr import sample_negatives
 from unlearnkit.recsys.data import ForgetEdges
 
@@ -158,20 +158,7 @@ def fit_rec_method(
         ValueError: a split the method reads has no loader, or ``trainer.max_epochs`` differs
             from ``method.epochs``.
     """
-    L.seed_everything(method.seed, workers=True, verbose=False)
-    data = combined_loader(method, loaders)
-    if trainer is None:
-        trainer = default_trainer(method.epochs)
-    elif trainer.max_epochs != method.epochs:
-        raise ValueError(
-            f"trainer.max_epochs={trainer.max_epochs} but {type(method).__name__}.epochs="
-            f"{method.epochs}; build the Trainer with max_epochs=method.epochs"
-        )
-    module = RecUnlearningModule(model, method)
-    model.train()
-    trainer.fit(module, train_dataloaders=data)
-    model.eval()
-    return model
+    return fit_method(method, model, loaders, trainer=trainer, module_class=RecUnlearningModule)
 
 
 # ------------------------------------------------------------------------------------------

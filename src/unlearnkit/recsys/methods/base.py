@@ -17,13 +17,17 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from unlearnkit.base import LossUnlearner
+from unlearnkit.base import LossUnlearner, init_arguments
 from unlearnkit.datasets.interactions import check_edges
-from unlearnkit.recsys.bpr import _sample_unseen, _seen_keys  # bpr.sample_negatives' sampler
+from unlearnkit.recsys.bpr import (
+    _sample_unseen,  # bpr.sample_negatives' sampler
+    _seen_keys,
+    bpr_loss,
+)
 from unlearnkit.recsys.data import edge_loader
 from unlearnkit.recsys.graph import remove_edges
 
-__all__ = ["RecLossUnlearner", "loader_edges", "pair_scores"]
+__all__ = ["RecLossUnlearner", "loader_edges", "pair_scores", "triple_scores"]
 
 
 def loader_edges(loader: DataLoader | None) -> Tensor:
@@ -78,6 +82,27 @@ def pair_scores(user_emb: Tensor, item_emb: Tensor, users: Tensor, items: Tensor
     return (user_emb[users] * item_emb[items]).sum(-1)
 
 
+def triple_scores(
+    user_emb: Tensor, item_emb: Tensor, users: Tensor, pos: Tensor, neg: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Scores ``(s_ui, s_uj)`` of BPR triples ``(u, i, j)`` from final embeddings.
+
+    Rendle et al., "BPR", UAI 2009, arXiv:1205.2618, Sec. 4: the pairwise loss compares the
+    observed pair ``(u, i)`` with the sampled one ``(u, j)``.
+
+    Args:
+        user_emb: ``(U, D)`` float user representations.
+        item_emb: ``(I, D)`` float item representations.
+        users: ``(B,)`` int64 user ids ``u``.
+        pos: ``(B,)`` int64 observed (or forgotten) items ``i``.
+        neg: ``(B,)`` int64 sampled items ``j``.
+
+    Returns:
+        ``(pos_scores (B,), neg_scores (B,))`` float.
+    """
+    return pair_scores(user_emb, item_emb, users, pos), pair_scores(user_emb, item_emb, users, neg)
+
+
 def _loader_batch_size(loader: DataLoader) -> int:
     """Pairs per batch of a loader (automatic batching, or a BatchSampler as its sampler)."""
     for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
@@ -118,6 +143,7 @@ class RecLossUnlearner(LossUnlearner):
         lr_schedule: ``"constant"`` or ``"cosine"``.
         seed: seeds the loaders' shuffling and the negative sampler.
         reg_weight: L2 on the batch's layer-0 embeddings, LightGCN's ``lambda`` (Sec. 3.2).
+        **method_params: a subclass's own hyper-parameters, stored unchanged as attributes.
 
     Attributes:
         forget_edges_: ``(2, F)`` forgotten pairs of the last run.
@@ -143,17 +169,9 @@ class RecLossUnlearner(LossUnlearner):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
         reg_weight: float = 1e-4,
+        **method_params: Any,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-        )
-        self.reg_weight = reg_weight
+        super().__init__(**init_arguments(locals()))
 
     # -- preparation ----------------------------------------------------------------------
     def _check_model(self, model: nn.Module) -> None:
@@ -231,6 +249,43 @@ class RecLossUnlearner(LossUnlearner):
         return _sample_unseen(users.cpu(), keys, counts, self.num_items_, self.generator_).to(
             users.device
         )
+
+    def retain_bpr(
+        self,
+        model: nn.Module,
+        user_emb: Tensor,
+        item_emb: Tensor,
+        users: Tensor,
+        pos: Tensor,
+        neg: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """BPR loss of a batch of triples from the step's final embeddings, with LightGCN's L2.
+
+        BPR (Rendle et al., UAI 2009, arXiv:1205.2618, Sec. 4) plus ``reg_weight`` times the
+        squared layer-0 rows of the triples over ``B`` (He et al., SIGIR 2020, arXiv:2002.02126,
+        Sec. 3.2); as :func:`~unlearnkit.recsys.bpr.bpr_batch_loss`, but reusing embeddings the
+        step propagated once for its other terms.
+
+        Args:
+            model: the recommender (its ``ego_embeddings()`` give the layer-0 rows).
+            user_emb: ``(U, D)`` final user embeddings of this step.
+            item_emb: ``(I, D)`` final item embeddings of this step.
+            users: ``(B,)`` int64 user ids.
+            pos: ``(B,)`` int64 observed items.
+            neg: ``(B,)`` int64 sampled negatives.
+
+        Returns:
+            ``(loss, pos_scores (B,), neg_scores (B,))``.
+
+        Raises:
+            ValueError: an empty batch.
+        """
+        reg = None
+        if self.reg_weight:
+            user0, item0 = model.ego_embeddings()
+            reg = (user0[users], item0[pos], item0[neg])
+        pos_s, neg_s = triple_scores(user_emb, item_emb, users, pos, neg)
+        return bpr_loss(pos_s, neg_s, reg_embeddings=reg, reg_weight=self.reg_weight), pos_s, neg_s
 
     def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The method's optimizer; records how many parameters it updates."""

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from unlearnkit.base import UnlearnBatch
-from unlearnkit.recsys.bpr import bpr_batch_loss, bpr_epoch_batches, bpr_loss
+from unlearnkit.base import UnlearnBatch, init_arguments
+from unlearnkit.recsys.bpr import bpr_train_epoch
 from unlearnkit.recsys.methods.base import RecLossUnlearner, pair_scores
 
 __all__ = ["E2URec", "LoRAEmbeddingDelta", "forgetting_teacher_scores"]
@@ -198,25 +198,7 @@ class E2URec(RecLossUnlearner):
         seed: int = 0,
         reg_weight: float = 1e-4,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-            reg_weight=reg_weight,
-        )
-        self.rank = rank
-        self.lora_alpha = lora_alpha
-        self.alpha = alpha
-        self.beta = beta
-        self.aux_epochs = aux_epochs
-        self.aux_lr = aux_lr
-        self.aux_batch_size = aux_batch_size
-        self.distribution = distribution
-        self.kl_users = kl_users
+        super().__init__(**init_arguments(locals()))
 
     # -- setup: teachers, augmented model, adapters ---------------------------------------
     @torch.no_grad()
@@ -232,17 +214,18 @@ class E2URec(RecLossUnlearner):
         aux = copy.deepcopy(model)
         for p in aux.parameters():
             p.requires_grad_(True)
-        aux.train()
         optimizer = torch.optim.Adam(aux.parameters(), lr=self.aux_lr)
         gen = torch.Generator().manual_seed(int(self.seed) + 1)
-        batch = max(1, int(self.aux_batch_size))
         for _ in range(int(self.aux_epochs)):
-            for users, pos, neg in bpr_epoch_batches(
-                self.forget_edges_, batch, gen, num_items=self.num_items_, seen=self.train_edges_
-            ):
-                optimizer.zero_grad(set_to_none=True)
-                bpr_batch_loss(aux, users, pos, neg, reg_weight=self.reg_weight).backward()
-                optimizer.step()
+            bpr_train_epoch(
+                aux,
+                optimizer,
+                self.forget_edges_,
+                batch_size=max(1, int(self.aux_batch_size)),
+                generator=gen,
+                reg_weight=self.reg_weight,
+                seen=self.train_edges_,
+            )
         return self._frozen_embeddings(aux)
 
     def setup(self, model: nn.Module) -> None:
@@ -311,15 +294,7 @@ class E2URec(RecLossUnlearner):
         user_emb, item_emb = model.embeddings()
         rj = self.negatives(ru, avoid="retain")
         fj = self.negatives(fu, avoid="train")
-        reg = None
-        if self.reg_weight:
-            user0, item0 = model.ego_embeddings()
-            reg = (user0[ru], item0[ri], item0[rj])
-        s_ri, s_rj = (
-            pair_scores(user_emb, item_emb, ru, ri),
-            pair_scores(user_emb, item_emb, ru, rj),
-        )
-        bpr = bpr_loss(s_ri, s_rj, reg_embeddings=reg, reg_weight=self.reg_weight)
+        bpr, s_ri, s_rj = self.retain_bpr(model, user_emb, item_emb, ru, ri, rj)
         users, items = torch.cat([ru, ru]), torch.cat([ri, rj])
         z_o, _ = self._pair_teacher(users, items)
         remember = _kl_bernoulli(z_o, torch.cat([s_ri, s_rj]))
@@ -345,16 +320,7 @@ class E2URec(RecLossUnlearner):
         user_emb, item_emb = model.embeddings()
         # Remembering: BPR on retained pairs + KL(original || student) on retained users.
         rj = self.negatives(ru, avoid="retain")
-        reg = None
-        if self.reg_weight:
-            user0, item0 = model.ego_embeddings()
-            reg = (user0[ru], item0[ri], item0[rj])
-        bpr = bpr_loss(
-            pair_scores(user_emb, item_emb, ru, ri),
-            pair_scores(user_emb, item_emb, ru, rj),
-            reg_embeddings=reg,
-            reg_weight=self.reg_weight,
-        )
+        bpr, _, _ = self.retain_bpr(model, user_emb, item_emb, ru, ri, rj)
         retain_users = torch.unique(ru)
         if retain_users.numel() > self.kl_users:  # a seeded draw keeps the step cheap
             pick = torch.randperm(retain_users.numel(), generator=self.generator_)

@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from unlearnkit.base import UnlearnBatch
+from unlearnkit.base import UnlearnBatch, init_arguments
 from unlearnkit.recsys.bpr import bpr_batch_loss
 from unlearnkit.recsys.methods.base import RecLossUnlearner
 
@@ -55,16 +55,7 @@ class RecFineTune(RecLossUnlearner):
         seed: int = 0,
         reg_weight: float = 1e-4,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-            reg_weight=reg_weight,
-        )
+        super().__init__(**init_arguments(locals()))
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
         users, items = batch.retain  # type: ignore[misc]
@@ -99,16 +90,7 @@ class RecRetrain(RecFineTune):
         seed: int = 0,
         reg_weight: float = 1e-4,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-            reg_weight=reg_weight,
-        )
+        super().__init__(**init_arguments(locals()))
 
     def setup(self, model: nn.Module) -> None:
         super().setup(model)

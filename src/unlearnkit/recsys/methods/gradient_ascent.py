@@ -10,9 +10,9 @@ from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from unlearnkit.base import UnlearnBatch
+from unlearnkit.base import UnlearnBatch, init_arguments
 from unlearnkit.recsys.bpr import bpr_loss
-from unlearnkit.recsys.methods.base import RecLossUnlearner, pair_scores
+from unlearnkit.recsys.methods.base import RecLossUnlearner, triple_scores
 
 
 class RecGradientAscent(RecLossUnlearner):
@@ -46,21 +46,10 @@ class RecGradientAscent(RecLossUnlearner):
         seed: int = 0,
         reg_weight: float = 0.0,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-            reg_weight=reg_weight,
-        )
+        super().__init__(**init_arguments(locals()))
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
         users, items = batch.forget  # type: ignore[misc]
         neg = self.negatives(users, avoid="train")
         user_emb, item_emb = model.embeddings()
-        pos_s = pair_scores(user_emb, item_emb, users, items)
-        neg_s = pair_scores(user_emb, item_emb, users, neg)
-        return -bpr_loss(pos_s, neg_s)
+        return -bpr_loss(*triple_scores(user_emb, item_emb, users, items, neg))

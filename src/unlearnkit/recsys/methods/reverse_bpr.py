@@ -6,9 +6,9 @@ from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from unlearnkit.base import UnlearnBatch
+from unlearnkit.base import UnlearnBatch, init_arguments
 from unlearnkit.recsys.bpr import bpr_loss
-from unlearnkit.recsys.methods.base import RecLossUnlearner, pair_scores
+from unlearnkit.recsys.methods.base import RecLossUnlearner, triple_scores
 
 __all__ = ["ReverseBPR", "reverse_bpr_loss"]
 
@@ -95,18 +95,7 @@ class ReverseBPR(RecLossUnlearner):
         seed: int = 0,
         reg_weight: float = 1e-4,
     ) -> None:
-        super().__init__(
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            seed=seed,
-            reg_weight=reg_weight,
-        )
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
+        super().__init__(**init_arguments(locals()))
 
     def setup(self, model: nn.Module) -> None:
         if self.forget_weight < 0 or self.retain_weight < 0:
@@ -121,12 +110,8 @@ class ReverseBPR(RecLossUnlearner):
         fj = self.negatives(fu, avoid="train")
         rj = self.negatives(ru, avoid="retain")
         user_emb, item_emb = model.embeddings()
-        reverse = reverse_bpr_loss(
-            pair_scores(user_emb, item_emb, fu, fi), pair_scores(user_emb, item_emb, fu, fj)
-        )
-        forward = bpr_loss(
-            pair_scores(user_emb, item_emb, ru, ri), pair_scores(user_emb, item_emb, ru, rj)
-        )
+        reverse = reverse_bpr_loss(*triple_scores(user_emb, item_emb, fu, fi, fj))
+        forward = bpr_loss(*triple_scores(user_emb, item_emb, ru, ri, rj))
         loss = self.forget_weight * reverse + self.retain_weight * forward
         if self.reg_weight:
             user0, item0 = model.ego_embeddings()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import torch
@@ -32,3 +34,109 @@ class TinyMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+
+# -- recommenders (tests/recsys) ------------------------------------------------------------
+def tiny_graph(num_users: int = 16, num_items: int = 12, seed: int = 0) -> torch.Tensor:
+    """Two taste communities: users < U/2 like items < I/2 + 1, the others the rest (+1).
+
+    Each such pair is kept with probability 0.7 (seeded); returns ``(2, E)`` int64 edges.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    pairs = []
+    for u in range(num_users):
+        items = (
+            range(0, num_items // 2 + 1)
+            if u < num_users // 2
+            else range(num_items // 2 - 1, num_items)
+        )
+        pairs += [(u, i) for i in items if torch.rand(1, generator=gen) < 0.7]
+    return torch.tensor(pairs).t().contiguous()
+
+
+def trained_lightgcn(
+    edges: torch.Tensor, num_users: int = 16, num_items: int = 12, *, epochs: int = 30
+):
+    """A 2-layer, 8-dim LightGCN (seed 0) trained with BPR on ``edges``, in eval mode."""
+    from unlearnkit.recsys.bpr import train_bpr
+    from unlearnkit.recsys.models import LightGCNRecommender
+
+    torch.manual_seed(0)
+    model = LightGCNRecommender(num_users, num_items, embedding_dim=8, num_layers=2)
+    train_bpr(model, edges, epochs=epochs, lr=0.05, batch_size=64, seed=0)
+    return model.eval()
+
+
+# -- `unlearnkit run` end to end (tests/test_cli.py, tests/recsys/test_experiment.py) --------
+def snapshot(path: Path) -> dict[str, int]:
+    """Every path under ``path`` with its modification time (``{}`` when absent)."""
+    return {str(p): p.stat().st_mtime_ns for p in path.rglob("*")} if path.exists() else {}
+
+
+def run_args(tmp_path: Path, base: dict, **over) -> list[str]:
+    """Write ``{**base, **over}`` to ``tmp_path/exp.yaml``; the ``unlearnkit run`` words for it.
+
+    The run goes to ``tmp_path/runs``, its models to the cache ``tmp_path/cache``.
+    """
+    import yaml
+
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({**base, **over}))
+    runs, cache = str(tmp_path / "runs"), str(tmp_path / "cache")
+    return ["run", "-c", str(config), "--output", runs, "--cache_dir", cache]
+
+
+def run_logged(caplog, args: list[str]) -> str:
+    """Run ``unlearnkit <args>``, which must exit 0; return what the ``unlearnkit`` loggers said."""
+    from unlearnkit.cli import main
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="unlearnkit"):
+        assert main(args) == 0
+    return caplog.text
+
+
+def first_run(caplog, tmp_path: Path, base: dict) -> tuple[list[str], Path, dict]:
+    """Run ``base`` as :func:`run_args` into an empty cache (it must train the original).
+
+    Returns:
+        The ``unlearnkit`` words, the run directory and its ``report.json``.
+    """
+    args = run_args(tmp_path, base)
+    assert "cache miss: training the original" in run_logged(caplog, args)
+    (run,) = (tmp_path / "runs").iterdir()
+    return args, run, json.loads((run / "report.json").read_text())
+
+
+def row_names(report: dict) -> list[str]:
+    """The ``method`` of each row of a ``report.json``, in order."""
+    return [row["method"] for row in report["rows"]]
+
+
+def assert_second_run_hits_cache(caplog, args: list[str], first_run: Path) -> None:
+    """Running ``args`` again loads both models from the cache into a new run directory."""
+    report = json.loads((first_run / "report.json").read_text())
+    text = run_logged(caplog, args)
+    assert "cache hit: loaded the original" in text
+    assert "cache hit: loaded the retrained" in text
+    assert len(list(first_run.parent.iterdir())) == 2  # a new run dir; the first one untouched
+    assert json.loads((first_run / "report.json").read_text()) == report
+
+
+def run_failing(tmp_path: Path, capsys, base: dict, watch: Path, **over) -> tuple[int, list[str]]:
+    """Run the config ``{**base, **over}`` as :func:`run_args`; it must change nothing.
+
+    Asserts that no path under ``watch`` was added or touched and that no run directory was
+    left in ``tmp_path/runs``.
+
+    Returns:
+        The exit code and the lines written to stderr.
+    """
+    from unlearnkit.cli import main
+
+    args = run_args(tmp_path, base, **over)
+    before = snapshot(watch)
+    code = main(args)
+    assert snapshot(watch) == before
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    return code, capsys.readouterr().err.strip().splitlines()

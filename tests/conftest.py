@@ -12,8 +12,9 @@ from _helpers import TinyMLP, blobs
 
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
-# One intra-op thread: the tests' models are tiny, and on a shared 2-core machine two spinning
-# OpenMP threads per process made each step up to 100x slower (measured: 8 ms vs 1 s per step).
+# One intra-op thread for the whole session (set here once, not per test directory): the tests'
+# models are tiny, and on a shared 2-core machine two spinning OpenMP threads per process made
+# each step up to 100x slower (measured: 8 ms vs 1 s per step).
 torch.set_num_threads(1)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 import yaml
 
-from _helpers import SHARED
+from _helpers import SHARED, assert_second_run_hits_cache, first_run, row_names, run_failing
 from unlearnkit.cli import default_experiment_path, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,67 +23,24 @@ TINY = {
         {"class_path": "GradientAscent", "init_args": {"epochs": 1, "lr": 0.001}},
     ],
 }
-REQUIRED_KEYS = {
-    "forget/acc",
-    "retain/acc",
-    "test/acc",
-    "mia/efficacy",
-    "gap/avg",
-    "time/unlearn_s",
-}
-
-
-def write_config(tmp_path: Path, **over) -> Path:
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump({**TINY, **over}))
-    return path
-
-
-def snapshot(path: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in path.rglob("*")} if path.exists() else {}
+REQUIRED = {"forget/acc", "retain/acc", "test/acc", "mia/efficacy", "gap/avg", "time/unlearn_s"}
 
 
 def test_run_writes_report_and_second_run_hits_cache(tmp_path, caplog, capsys):
-    cfg = write_config(tmp_path)
-    args = [
-        "run",
-        "-c",
-        str(cfg),
-        "--output",
-        str(tmp_path / "runs"),
-        "--cache_dir",
-        str(tmp_path / "cache"),
-    ]
-    with caplog.at_level(logging.INFO, logger="unlearnkit"):
-        assert main(args) == 0
-    assert "cache miss: training the original" in caplog.text
-    runs = sorted((tmp_path / "runs").iterdir())
-    report = json.loads((runs[0] / "report.json").read_text())
-    assert [r["method"] for r in report["rows"]] == [
-        "retrain",
-        "original",
-        "FineTune",
-        "GradientAscent",
-    ]
+    args, run, report = first_run(caplog, tmp_path, TINY)
+    assert row_names(report) == ["retrain", "original", "FineTune", "GradientAscent"]
     for row in report["rows"]:
-        assert set(row["metrics"]) >= REQUIRED_KEYS, row["method"]
+        assert set(row["metrics"]) >= REQUIRED, row["method"]
     by = {r["method"]: r["metrics"] for r in report["rows"]}
     assert by["retrain"]["forget/acc"] <= 0.01
     assert by["original"]["forget/acc"] >= 0.9
     assert by["original"]["test/acc"] >= 0.85
-    assert list(runs[0].glob("*.png")), "no plot written"
-    assert (runs[0] / "report.md").read_text().index("| retrain") < (
-        runs[0] / "report.md"
+    assert list(run.glob("*.png")), "no plot written"
+    assert (run / "report.md").read_text().index("| retrain") < (
+        run / "report.md"
     ).read_text().index("| original")
     assert "| retrain" in capsys.readouterr().out
-
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="unlearnkit"):
-        assert main(args) == 0
-    assert "cache hit: loaded the original" in caplog.text
-    assert "cache hit: loaded the retrained" in caplog.text
-    assert len(list((tmp_path / "runs").iterdir())) == 2  # a new run dir; the first one untouched
-    assert json.loads((runs[0] / "report.json").read_text()) == report
+    assert_second_run_hits_cache(caplog, args, run)
 
 
 @pytest.mark.parametrize(
@@ -104,25 +60,10 @@ def test_run_writes_report_and_second_run_hits_cache(tmp_path, caplog, capsys):
     ],
 )
 def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, override, message):
-    cfg = write_config(tmp_path, **override)
-    before = snapshot(tmp_path / "cache")
-    code = main(
-        [
-            "run",
-            "-c",
-            str(cfg),
-            "--output",
-            str(tmp_path / "runs"),
-            "--cache_dir",
-            str(tmp_path / "cache"),
-        ]
-    )
-    err = capsys.readouterr().err
+    code, err = run_failing(tmp_path, capsys, TINY, tmp_path / "cache", **override)
     assert code == 2
-    assert message.lower() in err.lower()
-    assert len([ln for ln in err.strip().splitlines() if ln.startswith("unlearnkit: error")]) == 1
-    assert snapshot(tmp_path / "cache") == before
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert message.lower() in "\n".join(err).lower()
+    assert len([ln for ln in err if ln.startswith("unlearnkit: error")]) == 1
 
 
 def test_default_experiment_is_digits_with_five_baselines():

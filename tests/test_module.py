@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from torch.utils.data import RandomSampler
 
+from unlearnkit.base import Unlearner
 from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets import DigitsDataModule
 from unlearnkit.evaluation import Evaluator
+from unlearnkit.experiment import with_params
 from unlearnkit.module import UnlearningModule
-from unlearnkit.vision import GradientAscent, SmallCNN
+from unlearnkit.vision import SSD, FineTune, GradientAscent, SmallCNN
 
 
 def trainer(max_epochs: int) -> L.Trainer:
@@ -36,3 +39,50 @@ def test_fit_then_test_reports_metrics_that_match_the_evaluator():
     expected = Evaluator().evaluate(model, dm.eval_dataloaders())
     for key in ("forget/acc", "retain/acc", "test/acc", "test_forget/acc", "mia/efficacy"):
         assert abs(logged[key] - expected[key]) < 1e-6, key
+
+
+class _Recorder(Unlearner):
+    """A one-shot method that records what it was given and scales the weights by 0.5."""
+
+    requires_retain = True
+
+    def unlearn(self, model, forget, retain=None, *, train=None):
+        self.seen = {
+            "forget": len(forget.dataset),
+            "retain": len(retain.dataset),
+            "train": None if train is None else len(train.dataset),
+            "train_shuffled": None if train is None else isinstance(train.sampler, RandomSampler),
+        }
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0.5)
+        return model
+
+
+def test_fit_runs_a_one_shot_method_with_forget_retain_and_unshuffled_train():
+    dm = DigitsDataModule(forget=ForgetSpec(kind="class", classes=[3]))
+    model = SmallCNN(in_channels=1, num_classes=10)
+    before = [p.detach().clone() for p in model.parameters()]
+    method = _Recorder()
+    trainer(0).fit(UnlearningModule(model, method), datamodule=dm)
+    split = dm.split
+    n_forget, n_retain = len(split.forget), len(split.retain)
+    assert method.seen == {
+        "forget": n_forget,
+        "retain": n_retain,
+        "train": n_forget + n_retain,  # SSD's I_D over D_train, reusable across requests
+        "train_shuffled": False,
+    }
+    for a, b in zip(before, model.parameters(), strict=True):
+        torch.testing.assert_close(b, 0.5 * a)
+
+
+def test_with_params_binds_the_run_cache_dir_only_where_the_method_has_none(tmp_path):
+    own = SSD(cache_dir="mine")
+    unset = SSD(alpha=3.0)
+    bound = with_params(unset, cache_dir=str(tmp_path), seed=7)
+    assert bound is not unset and bound.cache_dir == str(tmp_path) and bound.alpha == 3.0
+    assert with_params(own, cache_dir=str(tmp_path)).cache_dir == "mine"
+    ft = FineTune(epochs=2)
+    assert with_params(ft, cache_dir=str(tmp_path)) is ft  # FineTune has no cache
+    assert with_params(ft, seed=5).seed == 5 and with_params(ft, seed=5).epochs == 2

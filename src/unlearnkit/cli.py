@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,40 +36,29 @@ def default_experiment_path() -> Path:
     return Path(str(resources.files("unlearnkit") / "configs" / "default.yaml"))
 
 
-def run_parser() -> ArgumentParser:
-    """The ``unlearnkit run`` parser (every option documented in ``--help``)."""
-    import unlearnkit.datasets  # noqa: F401  (registers DataModule subclasses for class_path)
-    import unlearnkit.vision  # noqa: F401  (registers methods)
-    from unlearnkit.base import Unlearner
-    from unlearnkit.data import ForgetSpec, UnlearningDataModule
-    from unlearnkit.experiment import TrainSchedule
+def common_run_parser(
+    description: str, job_options: Callable[[ArgumentParser], None]
+) -> ArgumentParser:
+    """An ``unlearnkit run`` parser: ``-c``, the job's own options, then the shared ones.
 
-    p = ArgumentParser(
-        prog="unlearnkit run",
-        description="Train (or load from cache) the original and retrained models, run each "
-        "unlearning method, evaluate, and write report.json / report.md / plots to a new run "
-        "directory. Without -c the embedded default experiment runs.",
-    )
+    The shared options are ``--seed``, ``--output``, ``--name``, ``--cache_dir`` and
+    ``--trainer``; ``job_options`` adds the vision (:func:`run_parser`) or recommender
+    (:func:`unlearnkit.recsys.experiment.run_parser`) job's data, forget requests, methods, model
+    and schedule in between, so a dumped config lists them first.
+
+    Args:
+        description: the ``--help`` description.
+        job_options: adds the job's options to the parser.
+
+    Returns:
+        The parser.
+    """
+    p = ArgumentParser(prog="unlearnkit run", description=description)
     p.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML file")
-    p.add_argument(
-        "--data", type=UnlearningDataModule, help="the DataModule (class_path + init_args)"
-    )
-    p.add_argument("--forget", type=list[ForgetSpec], help="forget requests, run in turn")
-    p.add_argument(
-        "--methods", type=list[Unlearner], help="unlearning methods (class_path: FineTune, ...)"
-    )
-    p.add_argument(
-        "--arch",
-        type=str,
-        default="small_cnn",
-        help="small_cnn | resnet18_cifar | compact_cifar | timm:<name>",
-    )
-    p.add_class_arguments(
-        TrainSchedule, "training", help="schedule of the original and retrained models"
-    )
+    job_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of model init and training")
     p.add_argument("--output", type=str, default="runs", help="parent of the new run directory")
-    p.add_argument("--name", type=str | None, default=None, help="run directory name prefix")
+    p.add_argument("--name", type=str | None, default=None, help="run directory name suffix")
     p.add_argument(
         "--cache_dir",
         type=str | None,
@@ -84,6 +74,83 @@ def run_parser() -> ArgumentParser:
     return p
 
 
+def run_parser() -> ArgumentParser:
+    """The ``unlearnkit run`` parser (every option documented in ``--help``)."""
+    import unlearnkit.datasets  # noqa: F401  (registers DataModule subclasses for class_path)
+    import unlearnkit.vision  # noqa: F401  (registers methods)
+    from unlearnkit.base import Unlearner
+    from unlearnkit.data import ForgetSpec, UnlearningDataModule
+    from unlearnkit.experiment import TrainSchedule
+
+    def job_options(p: ArgumentParser) -> None:
+        p.add_argument(
+            "--data", type=UnlearningDataModule, help="the DataModule (class_path + init_args)"
+        )
+        p.add_argument("--forget", type=list[ForgetSpec], help="forget requests, run in turn")
+        p.add_argument(
+            "--methods", type=list[Unlearner], help="unlearning methods (class_path: FineTune, ...)"
+        )
+        p.add_argument(
+            "--arch",
+            type=str,
+            default="small_cnn",
+            help="small_cnn | resnet18_cifar | compact_cifar | timm:<name>",
+        )
+        p.add_class_arguments(
+            TrainSchedule, "training", help="schedule of the original and retrained models"
+        )
+
+    return common_run_parser(
+        "Train (or load from cache) the original and retrained models, run each "
+        "unlearning method, evaluate, and write report.json / report.md / plots to a new run "
+        "directory. Without -c the embedded default experiment runs.",
+        job_options,
+    )
+
+
+def run_job(
+    parser: ArgumentParser,
+    argv: list[str],
+    run: Callable[..., Any],
+    summary: Callable[[Any], str],
+) -> int:
+    """Parse ``argv``, record the config, instantiate, run, print the summary and the run dir.
+
+    Args:
+        parser: a :func:`common_run_parser` with ``--data``, ``--forget`` and ``--methods``.
+        argv: the words after ``run``.
+        run: ``run(init, methods, seed=, output=, name=, cache_dir=, trainer=, config=)`` runs
+            the experiment of the instantiated config ``init`` and returns its result (with
+            ``rows`` and ``run_dir``).
+        summary: the text printed for a result.
+
+    Returns:
+        0 (a bad command line exits through ``parser.error``).
+    """
+    import yaml
+
+    cfg = parser.parse_args(argv)
+    if cfg.data is None or not cfg.forget or not cfg.methods:
+        parser.error(
+            "an experiment needs data, forget and methods (see --help or configs/experiments/)"
+        )
+    config = yaml.safe_load(parser.dump(cfg, skip_none=False, format="yaml"))
+    init = parser.instantiate(cfg)
+    result = run(
+        init,
+        init.methods,
+        seed=init.seed,
+        output=init.output,
+        name=init.name,
+        cache_dir=init.cache_dir,
+        trainer={"enable_progress_bar": sys.stderr.isatty(), **(init.trainer or {})},
+        config=config,
+    )
+    print(summary(result))
+    print(f"report written to {result.run_dir}")
+    return 0
+
+
 def run_command(argv: list[str]) -> int:
     """Parse ``argv`` (the words after ``run``), run the experiment, print the table."""
     from unlearnkit.recsys.data import is_recsys_argv
@@ -92,43 +159,34 @@ def run_command(argv: list[str]) -> int:
         from unlearnkit.recsys.experiment import run_command as recsys_run_command
 
         return recsys_run_command(argv)
-    parser = run_parser()
     if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
         argv = ["--config", str(default_experiment_path()), *argv]  # the embedded default
-    cfg = parser.parse_args(argv)
-    if cfg.data is None or not cfg.forget or not cfg.methods:
-        parser.error(
-            "an experiment needs data, forget and methods (see --help or configs/experiments/)"
-        )
-    config_dict = _plain(parser.dump(cfg, skip_none=False, format="yaml"))
-    init = parser.instantiate_classes(cfg)
+    return run_job(run_parser(), argv, run_instantiated, _report_table)
+
+
+def run_instantiated(init: Any, methods: list, **common: Any) -> Any:
+    """:func:`~unlearnkit.experiment.run_experiment` on an instantiated :func:`run_parser` config.
+
+    Args:
+        init: the instantiated config (``data``, ``forget``, ``arch``, ``training``).
+        methods: the methods to run (``init.methods``, or re-seeded copies).
+        **common: ``seed``, ``output``, ``name``, ``cache_dir``, ``trainer``, ``config``.
+
+    Returns:
+        The :class:`~unlearnkit.experiment.ExperimentResult`.
+    """
     from unlearnkit.experiment import run_experiment
 
-    trainer = {"enable_progress_bar": sys.stderr.isatty(), **(init.trainer or {})}
-    result = run_experiment(
-        init.data,
-        init.forget,
-        init.methods,
-        arch=init.arch,
-        training=init.training,
-        seed=init.seed,
-        output=init.output,
-        name=init.name,
-        cache_dir=init.cache_dir,
-        trainer=trainer,
-        config=config_dict,
+    return run_experiment(
+        init.data, init.forget, methods, arch=init.arch, training=init.training, **common
     )
-    text = (result.run_dir / "report.md").read_text()  # type: ignore[operator]
+
+
+def _report_table(result: Any) -> str:
+    """The run's report.md up to its config section, without the plot links."""
+    text = (result.run_dir / "report.md").read_text()
     lines = [ln for ln in text.split("## Config")[0].splitlines() if not ln.startswith("![")]
-    print(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n")
-    print(f"report written to {result.run_dir}")
-    return 0
-
-
-def _plain(yaml_text: str) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(yaml_text)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
 def lightning_cli(args: list[str]) -> None:

@@ -7,6 +7,7 @@ method runs once in ``on_fit_start``, use ``max_epochs=0``), ``test`` runs the s
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -76,8 +77,7 @@ class UnlearningModule(L.LightningModule):
                 f"{type(self.method).__name__} is a one-shot method: run it with "
                 "method.unlearn(model, forget, retain) or give the Trainer an UnlearningDataModule"
             )
-        retain = datamodule.retain_dataloader() if self.method.requires_retain else None
-        self.method.unlearn(self.model, datamodule.forget_dataloader(), retain)
+        run_one_shot(self.method, self.model, datamodule)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor | None:
         if not isinstance(self.method, LossUnlearner):
@@ -134,6 +134,35 @@ class UnlearningModule(L.LightningModule):
             self.log(name, float(value), rank_zero_only=True)
 
 
+def needs_retain(method: Unlearner) -> bool:
+    """Whether ``method`` reads D_r (``requires_retain`` or ``"retain"`` in its ``uses``)."""
+    return bool(method.requires_retain or "retain" in getattr(method, "uses", ()))
+
+
+def run_one_shot(method: Unlearner, model: nn.Module, datamodule: Any) -> nn.Module:
+    """Apply a one-shot (non-loss) method with the loaders it reads from ``datamodule``.
+
+    The forget loader always; the retain loader when :func:`needs_retain`; and, for methods whose
+    ``unlearn`` takes ``train`` (SSD's ``I_D`` over the whole training set, cached across forget
+    requests), an unshuffled loader over D_train.
+
+    Args:
+        method: the method; ``model`` is modified in place.
+        model: the model to unlearn.
+        datamodule: an :class:`~unlearnkit.data.UnlearningDataModule` (or the recommender one)
+            with a forget split set.
+
+    Returns:
+        ``model``.
+    """
+    retain = datamodule.retain_dataloader() if needs_retain(method) else None
+    kwargs: dict[str, Any] = {}
+    if "train" in inspect.signature(method.unlearn).parameters:
+        kwargs["train"] = datamodule.full_train_dataloader(shuffle=False)
+    method.unlearn(model, datamodule.forget_dataloader(), retain, **kwargs)
+    return model
+
+
 def combined_loader(
     method: LossUnlearner, loaders: Mapping[str, DataLoader | None]
 ) -> CombinedLoader:
@@ -176,6 +205,7 @@ def fit_method(
     loaders: Mapping[str, DataLoader | None],
     *,
     trainer: L.Trainer | None = None,
+    module_class: type[UnlearningModule] = UnlearningModule,
 ) -> nn.Module:
     """Run a :class:`LossUnlearner` on ``model`` in place through ``Trainer.fit``.
 
@@ -186,6 +216,8 @@ def fit_method(
         model: modified in place.
         loaders: ``{"forget": ..., "retain": ...}``; only the splits in ``method.uses`` are read.
         trainer: optional Trainer; its ``max_epochs`` must equal ``method.epochs``.
+        module_class: the LightningModule wrapping model and method (``RecUnlearningModule``
+            for recommenders).
 
     Returns:
         ``model``.
@@ -199,7 +231,7 @@ def fit_method(
             f"trainer.max_epochs={trainer.max_epochs} but {type(method).__name__}.epochs="
             f"{method.epochs}; build the Trainer with max_epochs=method.epochs"
         )
-    module = UnlearningModule(model, method)
+    module = module_class(model, method)
     model.train()
     trainer.fit(module, train_dataloaders=data)
     model.eval()

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from _helpers import (
+    assert_second_run_hits_cache,
+    first_run,
+    row_names,
+    run_args,
+    run_failing,
+    run_logged,
+)
 from unlearnkit.cli import main
 from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets.interactions import InteractionData
@@ -57,39 +63,9 @@ REQUIRED = {
 }
 
 
-def write_config(tmp_path: Path, **over) -> Path:
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump({**TINY, **over}))
-    return path
-
-
-def snapshot(path: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in path.rglob("*")} if path.exists() else {}
-
-
 def test_run_writes_report_and_second_run_hits_cache(tmp_path, caplog, capsys):
-    cfg = write_config(tmp_path)
-    args = [
-        "run",
-        "-c",
-        str(cfg),
-        "--output",
-        str(tmp_path / "runs"),
-        "--cache_dir",
-        str(tmp_path / "cache"),
-    ]
-    with caplog.at_level(logging.INFO, logger="unlearnkit"):
-        assert main(args) == 0
-    assert "cache miss: training the original" in caplog.text
-    run = next((tmp_path / "runs").iterdir())
-    report = json.loads((run / "report.json").read_text())
-    assert [r["method"] for r in report["rows"]] == [
-        "retrain",
-        "original",
-        "GradientAscent",
-        "ReverseBPR",
-        "E2URec",
-    ]
+    args, run, report = first_run(caplog, tmp_path, TINY)
+    assert row_names(report) == ["retrain", "original", "GradientAscent", "ReverseBPR", "E2URec"]
     by = {r["method"]: r["metrics"] for r in report["rows"]}
     for name, metrics in by.items():
         assert (REQUIRED - {"time/unlearn_s"}) <= set(metrics), name
@@ -103,37 +79,15 @@ def test_run_writes_report_and_second_run_hits_cache(tmp_path, caplog, capsys):
     assert list(run.glob("*.png")) and "| retrain" in (run / "report.md").read_text()
     out = capsys.readouterr().out
     assert out.index("| retrain") < out.index("| original") < out.index("| E2URec")
-
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="unlearnkit"):
-        assert main(args) == 0
-    assert "cache hit: loaded the original" in caplog.text
-    assert "cache hit: loaded the retrained" in caplog.text
-    assert len(list((tmp_path / "runs").iterdir())) == 2  # a new run dir; the first untouched
-    assert json.loads((run / "report.json").read_text()) == report
+    assert_second_run_hits_cache(caplog, args, run)
     # the saved edge file reproduces the request exactly
-    again = write_config(
+    again = run_args(
         tmp_path,
+        TINY,
         forget=[{"kind": "indices", "indices_file": str(run / "forget_user5_s0.json")}],
         methods=[{"class_path": "unlearnkit.recsys.methods.Retrain"}],
     )
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="unlearnkit"):
-        assert (
-            main(
-                [
-                    "run",
-                    "-c",
-                    str(again),
-                    "--output",
-                    str(tmp_path / "runs"),
-                    "--cache_dir",
-                    str(tmp_path / "cache"),
-                ]
-            )
-            == 0
-        )
-    assert "cache hit: loaded the retrained" in caplog.text
+    assert "cache hit: loaded the retrained" in run_logged(caplog, again)
 
 
 @pytest.mark.parametrize(
@@ -151,23 +105,10 @@ def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, override, 
     bad_edges.write_text(json.dumps({"forget": [[0], [2077]]}))  # user 0 never rated that movie
     if override.get("forget", [{}])[0].get("indices_file") == "BAD":
         override = {"forget": [{"kind": "indices", "indices_file": str(bad_edges)}]}
-    cfg = write_config(tmp_path, **override)
-    before = snapshot(tmp_path)
-    code = main(
-        [
-            "run",
-            "-c",
-            str(cfg),
-            "--output",
-            str(tmp_path / "runs"),
-            "--cache_dir",
-            str(tmp_path / "cache"),
-        ]
-    )
-    err = capsys.readouterr().err.strip().splitlines()
+    # nothing under tmp_path changes: no run dir, no cache entry, no edge file touched
+    code, err = run_failing(tmp_path, capsys, TINY, tmp_path, **override)
     assert code == 2
     assert message in err[-1] and err[-1].startswith("unlearnkit: error:")
-    assert snapshot(tmp_path) == before  # no run dir, no cache entry, no edge file touched
 
 
 def test_recsys_dispatch_reads_the_data_class():

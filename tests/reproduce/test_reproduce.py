@@ -161,19 +161,16 @@ def test_within_check_hand_computed():
     assert evaluate_checks(spec, aggregate(_rows()), "a")[0]["status"] == "met"
 
 
-def test_missing_data_and_unknown_table_are_clear_errors(tmp_path, capsys):
-    code = main(
-        [
-            "reproduce",
-            "ssd_fullclass_fmnist",
-            "--data-root",
-            str(tmp_path / "nope"),
-            "--output",
-            str(tmp_path / "runs"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ]
+def reproduce_without_data(tmp_path: Path, *extra: str) -> int:
+    """``unlearnkit reproduce ssd_fullclass_fmnist`` with a data root that does not exist."""
+    nope, runs = str(tmp_path / "nope"), str(tmp_path / "runs")
+    return main(
+        ["reproduce", "ssd_fullclass_fmnist", "--data-root", nope, "--output", runs, *extra]
     )
+
+
+def test_missing_data_and_unknown_table_are_clear_errors(tmp_path, capsys):
+    code = reproduce_without_data(tmp_path, "--cache-dir", str(tmp_path / "cache"))
     err = capsys.readouterr().err
     assert code == 2 and "not found" in err and "--data-root" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
@@ -232,16 +229,7 @@ def test_failed_run_leaves_the_output_untouched(tmp_path):
     (tmp_path / "runs").mkdir()
     marker = tmp_path / "runs" / "keep.txt"
     marker.write_text("x")
-    code = main(
-        [
-            "reproduce",
-            "ssd_fullclass_fmnist",
-            "--data-root",
-            str(tmp_path / "nope"),
-            "--output",
-            str(tmp_path / "runs"),
-        ]
-    )
+    code = reproduce_without_data(tmp_path)
     assert code == 2 and marker.read_text() == "x"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["keep.txt"]
 

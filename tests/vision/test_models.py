@@ -33,15 +33,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs run fastest on one thread, which also does not stall when CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def head_of(model: nn.Module) -> nn.Module:
     if isinstance(model, TimmClassifier):
         return model.model.get_classifier()

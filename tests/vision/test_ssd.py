@@ -73,15 +73,6 @@ def make_net(seed: int = 0) -> Net:
     return net
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def data(n: int = 150, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Three classes of 6x6 images, each lighting up its own band of rows (float64)."""
     g = torch.Generator().manual_seed(seed)
@@ -500,7 +491,9 @@ def _single_process(tmp: str) -> tuple[dict, dict, torch.Tensor]:
     dm.setup()
     model = make_net().float()
     method = SSD(alpha=2.0, batch_size=16, cache_dir=tmp)
-    method.unlearn(model, dm.forget_dataloader(), dm.retain_dataloader())
+    # what UnlearningModule.on_fit_start passes: I_D over the unshuffled D_train
+    train = dm.full_train_dataloader(shuffle=False)
+    method.unlearn(model, dm.forget_dataloader(), dm.retain_dataloader(), train=train)
     return method.importance_forget_, method.importance_train_, flat(model)
 
 
@@ -542,7 +535,8 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     }
     # The same request again on the same original: every rank must agree on the cache hit.
     again = SSD(alpha=2.0, batch_size=16, cache_dir=str(Path(out_dir) / "cache"))
-    again.unlearn(make_net().float(), dm.forget_dataloader(), dm.retain_dataloader())
+    train = dm.full_train_dataloader(shuffle=False)
+    again.unlearn(make_net().float(), dm.forget_dataloader(), dm.retain_dataloader(), train=train)
     out["second_hit"] = again.cache_hit_
     torch.save(out, Path(out_dir) / f"rank{rank}.pt")
     if dist.is_initialized():
@@ -566,7 +560,7 @@ def test_ddp_importances_equal_single_process(tmp_path):
         start_method="fork",
     )
     i_f, i_d, weights = _single_process(str(tmp_path / "single"))
-    n_batches = -(-150 // 16) + -(-50 // 16)  # I_D over D_r ∪ D_f, I_F over D_f
+    n_batches = -(-150 // 16) + -(-50 // 16)  # I_D over D_train, I_F over D_f
     calls = []
     for rank in range(WORLD):
         out = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)

@@ -14,29 +14,30 @@ config's ``data`` is a :class:`~unlearnkit.recsys.data.RecDataModule`.
 
 from __future__ import annotations
 
-import copy
-import logging
 import re
-import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from unlearnkit.base import LossUnlearner, Unlearner
+from unlearnkit.base import Unlearner
 from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
-from unlearnkit.evaluation.metrics import speedup
-from unlearnkit.evaluation.report import format_markdown_table, new_run_dir, write_report
-from unlearnkit.module import default_trainer
+from unlearnkit.evaluation.report import format_markdown_table
 from unlearnkit.recsys.data import RecDataModule
 from unlearnkit.recsys.methods import FineTune, Retrain
 from unlearnkit.recsys.models import DotProductRecommender, LightGCNRecommender, MFRecommender
 from unlearnkit.recsys.module import RecEvaluator, RecOutputs, count_parameters
+from unlearnkit.runs import (
+    ExperimentBase,
+    ExperimentResult,
+    RequestResult,
+    TrainScheduleBase,
+    run_requests,
+)
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -48,8 +49,6 @@ __all__ = [
     "run_parser",
     "run_rec_experiment",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Columns of the table printed by ``unlearnkit run`` (report.md has every metric).
 SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -98,8 +97,11 @@ class RecModelConfig:
 
 
 @dataclass
-class RecTrainSchedule:
+class RecTrainSchedule(TrainScheduleBase):
     """BPR training of the original and retrained recommenders (LightGCN's recipe, Sec. 4).
+
+    :meth:`method` gives ``Retrain`` (re-initialised) or ``FineTune`` (from the current weights)
+    with this schedule.
 
     Args:
         epochs: BPR epochs (one sampled negative per training edge per epoch).
@@ -111,6 +113,9 @@ class RecTrainSchedule:
         lr_schedule: ``"constant"`` or ``"cosine"``.
     """
 
+    finetune = FineTune
+    retrain = Retrain
+
     epochs: int = 40
     lr: float = 1e-2
     reg_weight: float = 1e-4
@@ -118,35 +123,9 @@ class RecTrainSchedule:
     weight_decay: float = 0.0
     lr_schedule: Literal["constant", "cosine"] = "constant"
 
-    def method(self, *, seed: int, from_scratch: bool) -> FineTune:
-        """``Retrain`` (re-initialised) or ``FineTune`` (from the current weights) with this schedule."""
-        cls = Retrain if from_scratch else FineTune
-        return cls(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            weight_decay=self.weight_decay,
-            lr_schedule=self.lr_schedule,
-            seed=seed,
-            reg_weight=self.reg_weight,
-        )
 
-
-@dataclass
-class RecExperimentResult:
-    """What :func:`run_rec_experiment` produced: report rows, run directory, raw outputs."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    run_dir: Path | None = None
-
-
-def _method_name(method: Unlearner, taken: set[str]) -> str:
-    name = getattr(type(method), "method_name", None) or type(method).__name__
-    candidate, k = name, 2
-    while candidate in taken:
-        candidate, k = f"{name}#{k}", k + 1
-    taken.add(candidate)
-    return candidate
+class RecExperimentResult(ExperimentResult):
+    """What :func:`run_rec_experiment` produced: report rows and the run directory."""
 
 
 def check_methods(methods: Sequence[Unlearner]) -> None:
@@ -163,145 +142,80 @@ def check_methods(methods: Sequence[Unlearner]) -> None:
             raise TypeError(f"methods must be Unlearners, got {type(method).__name__}")
 
 
-class RecExperiment:
+class RecExperiment(ExperimentBase):
     """Runs one recommender experiment; see :func:`run_rec_experiment` for the arguments."""
 
-    def __init__(
-        self,
-        data: RecDataModule,
-        *,
-        model: RecModelConfig,
-        training: RecTrainSchedule,
-        seed: int,
-        cache: ModelCache,
-        trainer: dict[str, Any],
-        evaluator: RecEvaluator,
-    ) -> None:
-        self.data, self.model_cfg, self.training, self.seed = data, model, training, seed
-        self.cache, self.trainer_kwargs, self.evaluator = cache, trainer, evaluator
+    reference_method = Retrain
+    keep_outputs = True  # the forgotten-item rank plot shows every model
 
-    def _key(self, kind: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "kind": kind,
-            "task": "recsys",
-            "data": self.data.cache_key(),
-            "model": asdict(self.model_cfg),
-            "seed": self.seed,
-            "schedule": asdict(self.training),
-            "batch_size": self.data.batch_size,
-            **extra,
-        }
-
-    def _trainer(self, epochs: int) -> Any:
-        return default_trainer(epochs, **self.trainer_kwargs)
+    def __init__(self, data: RecDataModule, *, model: RecModelConfig, **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self.model_cfg = model
 
     def _build(self, seed: int) -> DotProductRecommender:
         return self.model_cfg.build(self.data.num_users, self.data.num_items, seed=seed)
 
-    def original(self) -> tuple[DotProductRecommender, float, bool]:
-        """θ_o trained with BPR on ``D_train`` (cached). Returns ``(model, seconds, hit)``."""
-        model = self._build(self.seed)
-        model.set_graph(self.data.train_edges)
+    def _model_key(self, model: nn.Module) -> dict[str, Any]:
+        return {"task": "recsys", "model": asdict(self.model_cfg)}
 
-        def train(m: nn.Module) -> None:
-            method = self.training.method(seed=self.seed, from_scratch=False)
-            method.fit(
-                m,
-                {"retain": self.data.full_train_dataloader()},
-                trainer=self._trainer(method.epochs),
-            )
+    def _bind_data(self, model: nn.Module, kind: str) -> None:
+        edges = self.data.train_edges if kind == "original" else self.data.retain_edges
+        model.set_graph(edges)  # type: ignore[operator]
 
-        seconds, hit = self.cache.get_or_train(model, self._key("original"), train, what="original")
-        model.set_graph(self.data.train_edges)
-        return model.eval(), seconds, hit
+    def _fit(self, method: Any, model: nn.Module, loaders: Mapping, trainer: Any) -> None:
+        method.fit(model, loaders, trainer=trainer)
 
-    def retrained(self) -> tuple[DotProductRecommender, float, bool]:
-        """θ_r trained from scratch on ``D_r`` (cached per forget set)."""
-        model = self._build(self.seed + 1)
-        model.set_graph(self.data.retain_edges)
-        key = self._key("retrained", forget=self.data.split.fingerprint())  # type: ignore[union-attr]
+    def _collector(self) -> Callable[[nn.Module], RecOutputs]:
+        data, split = self.data.data, self.data.split
+        return lambda model: self.evaluator.collect(model, data, split)
 
-        def train(m: nn.Module) -> None:
-            method = self.training.method(seed=self.seed, from_scratch=True)
-            method.fit(
-                m, {"retain": self.data.retain_dataloader()}, trainer=self._trainer(method.epochs)
-            )
+    def _reference_metrics(self, ref: RecOutputs) -> dict[str, Any]:
+        return self._score(ref, ref, {})
 
-        seconds, hit = self.cache.get_or_train(model, key, train, what="retrained")
-        model.set_graph(self.data.retain_edges)
-        return model.eval(), seconds, hit
+    def _score(self, out: Any, ref: Any, ref_metrics: dict[str, Any]) -> dict[str, Any]:
+        return self.evaluator.metrics_from_outputs(out, ref)
 
-    def unlearn(self, method: Unlearner, original: nn.Module) -> tuple[nn.Module, float]:
-        """Apply ``method`` to a copy of θ_o; returns ``(θ_u, seconds)``."""
-        model = copy.deepcopy(original)
-        needs_retain = method.requires_retain or "retain" in getattr(method, "uses", ())
-        retain = self.data.retain_dataloader() if needs_retain else None
-        kwargs: dict[str, Any] = {}
-        if isinstance(method, LossUnlearner):
-            kwargs["trainer"] = self._trainer(method.epochs)
-        start = time.perf_counter()
-        method.unlearn(model, self.data.forget_dataloader(), retain, **kwargs)
-        return model.eval(), time.perf_counter() - start
+    def _extra_metrics(
+        self, row: str, original: nn.Module, method: Unlearner | None = None
+    ) -> dict[str, Any]:
+        total = count_parameters(original)
+        trained = getattr(method, "trained_parameters_", None)
+        return {"params/trained": trained if trained is not None else total, "params/total": total}
+
+    def validate(self, methods: Sequence[Unlearner]) -> None:
+        """Reject vision methods and unknown architectures (before anything is written)."""
+        check_methods(methods)
+        if self.model_cfg.arch not in ("lightgcn", "mf"):
+            raise ValueError(f"model.arch must be 'lightgcn' or 'mf', got {self.model_cfg.arch!r}")
 
     def run_request(
         self, spec: ForgetSpec, methods: Sequence[Unlearner]
     ) -> tuple[list[dict[str, Any]], dict[str, RecOutputs]]:
         """All rows (retrain, original, each method) for one forget request, and raw outputs."""
-        split = self.data.set_forget(spec)
-        data = self.data.data
-        original, t_orig, hit_o = self.original()
-        retrained, t_ret, hit_r = self.retrained()
-        total = count_parameters(original)
-        ref = self.evaluator.collect(retrained, data, split)  # type: ignore[arg-type]
-        outputs = {"retrain": ref}
-        metrics = self.evaluator.metrics_from_outputs(ref, ref)
-        metrics.update(
-            {
-                "time/unlearn_s": t_ret,
-                "time/speedup": 1.0,
-                "params/trained": total,
-                "params/total": total,
-            }
-        )
-        rows = [self._row("retrain", spec, metrics, cached=hit_r)]
-        out = self.evaluator.collect(original, data, split)  # type: ignore[arg-type]
-        outputs["original"] = out
-        metrics = self.evaluator.metrics_from_outputs(out, ref)
-        metrics.update({"time/train_s": t_orig, "params/trained": total, "params/total": total})
-        rows.append(self._row("original", spec, metrics, cached=hit_o))
-        taken = {"retrain", "original"}
-        for method in methods:
-            if type(method) is Retrain:  # the reference row already is the retrained model
-                continue
-            name = _method_name(method, taken)
-            log.info("unlearning %s with %s", spec.label, name)
-            model, seconds = self.unlearn(method, original)
-            out = self.evaluator.collect(model, data, split)  # type: ignore[arg-type]
-            outputs[name] = out
-            metrics = self.evaluator.metrics_from_outputs(out, ref)
-            trained = getattr(method, "trained_parameters_", None)
-            metrics.update(
-                {
-                    "time/unlearn_s": seconds,
-                    "time/speedup": speedup(t_ret, seconds),
-                    "params/trained": trained if trained is not None else total,
-                    "params/total": total,
-                }
-            )
-            rows.append(self._row(name, spec, metrics, params=method.get_params()))
-        return rows, outputs
+        return self.evaluate_request(spec, methods)
 
-    def _row(self, name: str, spec: ForgetSpec, metrics: dict, **extra: Any) -> dict[str, Any]:
+    def _row(
+        self, name: str, spec: ForgetSpec, metrics: dict, outputs: Any, **extra: Any
+    ) -> dict[str, Any]:
         split = self.data.split
         return {
             "method": name,
             "forget": spec.label,
             "metrics": metrics,
-            "forget_edges": int(split.forget.size(1)),  # type: ignore[union-attr]
-            "removed_users": int(split.removed_users().numel()),  # type: ignore[union-attr]
-            "removed_items": int(split.removed_items().numel()),  # type: ignore[union-attr]
+            "forget_edges": int(split.forget.size(1)),
+            "removed_users": int(split.removed_users().numel()),
+            "removed_items": int(split.removed_items().numel()),
             **extra,
         }
+
+    def write_files(self, run_dir: Path, requests: Sequence[RequestResult]) -> None:
+        """Each request's forget edges (``forget_<request>.json``) and its two plots."""
+        multi = len(requests) > 1
+        for spec, request_rows, outputs in requests:
+            suffix = f"_{_slug(spec.label)}" if multi else ""
+            self.data.set_forget(spec).save(run_dir / f"forget_{_slug(spec.label)}.json")
+            _plot_forget_vs_test(request_rows, run_dir / f"recall_forget_vs_test{suffix}.png")
+            _plot_ranks(outputs, run_dir / f"forgotten_item_ranks{suffix}.png")
 
 
 def _slug(label: str) -> str:
@@ -399,53 +313,34 @@ def run_rec_experiment(
             method, or bad sizes; raised before anything is trained or written.
         FileNotFoundError: a missing edge file or dataset root.
     """
-    if not forget:
-        raise ValueError(
-            "no forget request given; add at least one, e.g. {kind: user, fraction: 0.05}"
-        )
-    check_methods(methods)
-    for spec in forget:  # resolve every request up front: bad input fails before any training
-        data.set_forget(spec)
-    model = model or RecModelConfig()
-    if model.arch not in ("lightgcn", "mf"):  # fail before anything is written
-        raise ValueError(f"model.arch must be 'lightgcn' or 'mf', got {model.arch!r}")
-    run_dir = new_run_dir(Path(output), name) if write else None
-    threads = torch.get_num_threads()
-    if num_threads is not None:
-        if int(num_threads) < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-        torch.set_num_threads(int(num_threads))
+    if num_threads is not None and int(num_threads) < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     exp = RecExperiment(
         data,
-        model=model,
+        model=model or RecModelConfig(),
         training=training or RecTrainSchedule(),
         seed=seed,
         cache=ModelCache(cache_dir),
         trainer=dict(trainer or {}),
         evaluator=evaluator or RecEvaluator(),
     )
-    rows: list[dict[str, Any]] = []
-    per_request: list[tuple[ForgetSpec, list[dict[str, Any]], dict[str, RecOutputs]]] = []
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
     try:
-        for spec in forget:
-            request_rows, outputs = exp.run_request(spec, methods)
-            rows.extend(request_rows)
-            per_request.append((spec, request_rows, outputs))
-    except BaseException:
-        if run_dir is not None and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        raise
+        result = run_requests(
+            exp,
+            forget,
+            methods,
+            output=output,
+            name=name,
+            write=write,
+            config=config,
+            example="{kind: user, fraction: 0.05}",
+        )
     finally:
         torch.set_num_threads(threads)
-    if run_dir is not None:
-        multi = len(per_request) > 1
-        for spec, request_rows, outputs in per_request:
-            suffix = f"_{_slug(spec.label)}" if multi else ""
-            data.set_forget(spec).save(run_dir / f"forget_{_slug(spec.label)}.json")
-            _plot_forget_vs_test(request_rows, run_dir / f"recall_forget_vs_test{suffix}.png")
-            _plot_ranks(outputs, run_dir / f"forgotten_item_ranks{suffix}.png")
-        write_report(run_dir, config or {}, rows)
-    return RecExperimentResult(rows=rows, run_dir=run_dir)
+    return RecExperimentResult(rows=result.rows, run_dir=result.run_dir)
 
 
 # ------------------------------------------------------------------------------------------
@@ -453,48 +348,35 @@ def run_rec_experiment(
 # ------------------------------------------------------------------------------------------
 def run_parser() -> Any:
     """The recommender ``unlearnkit run`` parser (every option documented in ``--help``)."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
     import unlearnkit.recsys.data  # noqa: F401  (RecDataModule subclasses for class_path)
     import unlearnkit.recsys.methods  # noqa: F401  (recommender methods for class_path)
+    from unlearnkit.cli import common_run_parser
 
-    p = ArgumentParser(
-        prog="unlearnkit run",
-        description="Recommender unlearning: train (or load from cache) the original and "
+    def job_options(p: Any) -> None:
+        p.add_argument(
+            "--data", type=RecDataModule, help="the RecDataModule (class_path + init_args)"
+        )
+        p.add_argument(
+            "--forget",
+            type=list[ForgetSpec],
+            help="forget requests: {kind: user|item|interaction, fraction|count|ids, seed} "
+            "or {kind: indices, indices_file: forget.json}",
+        )
+        p.add_argument(
+            "--methods",
+            type=list[Unlearner],
+            help="methods by full class path, e.g. unlearnkit.recsys.methods.ReverseBPR",
+        )
+        p.add_class_arguments(RecModelConfig, "model", help="recommender architecture")
+        p.add_class_arguments(
+            RecTrainSchedule, "training", help="BPR schedule of the original and retrained models"
+        )
+
+    p = common_run_parser(
+        "Recommender unlearning: train (or load from cache) the original and "
         "retrained LightGCN/MF models, run each method, rank-evaluate, and write report.json / "
         "report.md / plots / forget edge files to a new run directory.",
-    )
-    p.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML file")
-    p.add_argument("--data", type=RecDataModule, help="the RecDataModule (class_path + init_args)")
-    p.add_argument(
-        "--forget",
-        type=list[ForgetSpec],
-        help="forget requests: {kind: user|item|interaction, fraction|count|ids, seed} "
-        "or {kind: indices, indices_file: forget.json}",
-    )
-    p.add_argument(
-        "--methods",
-        type=list[Unlearner],
-        help="methods by full class path, e.g. unlearnkit.recsys.methods.ReverseBPR",
-    )
-    p.add_class_arguments(RecModelConfig, "model", help="recommender architecture")
-    p.add_class_arguments(
-        RecTrainSchedule, "training", help="BPR schedule of the original and retrained models"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of model init, training, unlearning")
-    p.add_argument("--output", type=str, default="runs", help="parent of the new run directory")
-    p.add_argument("--name", type=str | None, default=None, help="run directory name suffix")
-    p.add_argument(
-        "--cache_dir",
-        type=str | None,
-        default=None,
-        help="model cache (default $UNLEARNKIT_CACHE or ~/.cache/unlearnkit/cache)",
-    )
-    p.add_argument(
-        "--trainer",
-        type=dict[str, Any],
-        default={},
-        help="extra lightning.Trainer arguments, e.g. {accelerator: gpu, devices: 1}",
+        job_options,
     )
     p.add_argument(
         "--num_threads",
@@ -503,6 +385,21 @@ def run_parser() -> Any:
         help="torch threads for the run (1 avoids OpenMP contention on busy machines)",
     )
     return p
+
+
+def _run_instantiated(
+    init: Any, methods: Sequence[Unlearner], **common: Any
+) -> RecExperimentResult:
+    """:func:`run_rec_experiment` on an instantiated ``unlearnkit run`` config."""
+    return run_rec_experiment(
+        init.data,
+        init.forget,
+        methods,
+        model=init.model,
+        training=init.training,
+        num_threads=init.num_threads,
+        **common,
+    )
 
 
 def format_summary(rows: Sequence[dict[str, Any]]) -> str:
@@ -539,32 +436,11 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
 
 def run_command(argv: list[str]) -> int:
     """Parse ``argv`` (the words after ``run``), run the recommender experiment, print the table."""
-    parser = run_parser()
-    cfg = parser.parse_args(argv)
-    if cfg.data is None or not cfg.forget or not cfg.methods:
-        parser.error("an experiment needs data, forget and methods (see configs/experiments/)")
-    import yaml
+    from unlearnkit.cli import run_job
 
-    config_dict = yaml.safe_load(parser.dump(cfg, skip_none=False, format="yaml"))
-    init = parser.instantiate_classes(cfg)
-    trainer = {"enable_progress_bar": sys.stderr.isatty(), **(init.trainer or {})}
-    result = run_rec_experiment(
-        init.data,
-        init.forget,
-        init.methods,
-        model=init.model,
-        training=init.training,
-        seed=init.seed,
-        output=init.output,
-        name=init.name,
-        cache_dir=init.cache_dir,
-        trainer=trainer,
-        config=config_dict,
-        num_threads=init.num_threads,
+    return run_job(
+        run_parser(), argv, _run_instantiated, lambda result: format_summary(result.rows)
     )
-    print(format_summary(result.rows))
-    print(f"report written to {result.run_dir}")
-    return 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -573,10 +449,11 @@ def run_command(argv: list[str]) -> int:
 def run_rec_table(spec: Any, options: Any) -> tuple[str, Path]:
     """Run a recommender table's grid with :func:`run_rec_experiment` (``unlearnkit reproduce``).
 
-    The recommender twin of :func:`unlearnkit.reproduce.runner.run_table`, with the same spec
-    format, output files (``table.md``, ``results.json`` and each run's own report) and report
-    layout; the grid's ``archs`` are :class:`RecModelConfig` architectures (``lightgcn``,
-    ``mf``), and the spec's ``experiment`` is a recommender ``unlearnkit run`` config.
+    The recommender twin of :func:`unlearnkit.reproduce.runner.run_table`, through the same
+    :func:`~unlearnkit.reproduce.runner.run_grid` (same spec format, output files ``table.md``,
+    ``results.json`` and each run's own report); the grid's ``archs`` are
+    :class:`RecModelConfig` architectures (``lightgcn``, ``mf``), and the spec's ``experiment``
+    is a recommender ``unlearnkit run`` config.
 
     Args:
         spec: the :class:`~unlearnkit.reproduce.tables.TableSpec`.
@@ -589,104 +466,17 @@ def run_rec_table(spec: Any, options: Any) -> tuple[str, Path]:
         ValueError: ``--train-limit`` / ``--test-limit`` (not supported on graphs: a subset of
             edges changes the graph), bad options or configs.
     """
-    import datetime as dt
-    import json
-    import math
-
-    from unlearnkit.evaluation.plots import atomic_write_bytes
-    from unlearnkit.reproduce.runner import (
-        aggregate,
-        build_config,
-        format_per_request,
-        format_report,
-        machine_description,
-    )
+    from unlearnkit.reproduce.runner import run_grid
 
     if options.train_limit is not None or options.test_limit is not None:
         raise ValueError(
             "--train-limit/--test-limit are not supported for recommender tables (a subset of "
             "the edges is another graph); use --smoke or --max-requests"
         )
-    config, forget, seeds, archs, mode = build_config(spec, options)
-    parser = run_parser()
-    run_dir = new_run_dir(Path(options.output), f"reproduce-{spec.name}")
-    trainer = {"enable_progress_bar": sys.stderr.isatty(), **options.trainer}
-    all_rows: list[dict[str, Any]] = []
 
-    def plain(value: Any) -> float | None:
-        ok = isinstance(value, int | float) and math.isfinite(float(value))
-        return float(value) if ok else None
+    def arch_override(config: dict[str, Any], arch: str) -> dict[str, Any]:
+        return {"model": {**config.get("model", {}), "arch": arch}}
 
-    try:
-        for arch in archs:
-            model_cfg = {**config.get("model", {}), "arch": arch}
-            base = {**config, "model": model_cfg, "forget": forget, "seed": seeds[0]}
-            init = parser.instantiate_classes(parser.parse_object(copy.deepcopy(base)))
-            for seed in seeds:
-                methods = []
-                for method in init.methods:
-                    params = method.get_params()
-                    methods.append(
-                        type(method)(**{**params, "seed": seed}) if "seed" in params else method
-                    )
-                log.info("reproduce %s: arch %s, seed %d", spec.name, arch, seed)
-                result = run_rec_experiment(
-                    init.data,
-                    init.forget,
-                    methods,
-                    model=init.model,
-                    training=init.training,
-                    seed=seed,
-                    output=run_dir,
-                    name=f"{arch}-seed{seed}",
-                    cache_dir=options.cache_dir,
-                    trainer=trainer,
-                    config=copy.deepcopy({**base, "seed": seed}),
-                    num_threads=init.num_threads,
-                )
-                for row in result.rows:
-                    all_rows.append(
-                        {
-                            "arch": arch,
-                            "seed": seed,
-                            "forget": row["forget"],
-                            "method": row["method"],
-                            "metrics": {k: plain(v) for k, v in row["metrics"].items()},
-                        }
-                    )
-    except BaseException:
-        if not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        raise
-    header = {
-        "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": machine_description(),
-        "seeds": seeds,
-        "requests": [ForgetSpec(**dict(f)).label for f in forget],
-        "mode": mode,
-    }
-    markdown = format_report(spec, all_rows, header=header)
-    document = {
-        "table": spec.name,
-        "header": header,
-        "config": config,
-        "rows": all_rows,
-        "aggregate": [
-            {
-                "arch": k[0],
-                "method": k[1],
-                "metric": m,
-                "mean": a.mean,
-                "std": a.std,
-                "n": a.n,
-                "per_seed": a.values,
-            }
-            for k, metrics in aggregate(all_rows).items()
-            for m, a in metrics.items()
-        ],
-    }
-    full = markdown + "\n" + format_per_request(spec, all_rows)
-    atomic_write_bytes(run_dir / "table.md", full.encode())
-    text = json.dumps(document, indent=2, default=str, allow_nan=False)
-    atomic_write_bytes(run_dir / "results.json", text.encode())
-    return markdown, run_dir
+    return run_grid(
+        spec, options, parser=run_parser(), arch_override=arch_override, run_cell=_run_instantiated
+    )

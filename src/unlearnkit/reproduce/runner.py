@@ -17,7 +17,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ __all__ = [
     "format_per_request",
     "format_report",
     "machine_description",
+    "run_grid",
     "run_table",
 ]
 
@@ -364,19 +365,12 @@ def build_config(
     return config, forget, seeds, archs, "; ".join(modes) or "full setting of the spec"
 
 
-def _bind(method: Any, *, seed: int, cache_dir: str | None) -> Any:
-    """A copy of ``method`` with this grid cell's seed (and cache root, for caching methods)."""
-    params = method.get_params()
-    changed = {}
-    if "seed" in params:
-        changed["seed"] = seed
-    if cache_dir is not None and "cache_dir" in params and params["cache_dir"] is None:
-        changed["cache_dir"] = cache_dir
-    return type(method)(**{**params, **changed}) if changed else method
-
-
 def run_table(spec: TableSpec, options: ReproduceOptions) -> tuple[str, Path]:
     """Run the grid of ``spec`` and write ``table.md`` and ``results.json`` to a new run dir.
+
+    Vision tables run through :func:`~unlearnkit.experiment.run_experiment`, recommender tables
+    (a :class:`~unlearnkit.recsys.data.RecDataModule` as data) through
+    :func:`unlearnkit.recsys.experiment.run_rec_table`; both with :func:`run_grid`.
 
     Args:
         spec: the table.
@@ -394,42 +388,73 @@ def run_table(spec: TableSpec, options: ReproduceOptions) -> tuple[str, Path]:
         from unlearnkit.recsys.experiment import run_rec_table
 
         return run_rec_table(spec, options)
-    from unlearnkit.cli import run_parser
+    from unlearnkit.cli import run_instantiated, run_parser
+
+    return run_grid(
+        spec,
+        options,
+        parser=run_parser(),
+        arch_override=lambda config, arch: {"arch": arch},
+        run_cell=run_instantiated,
+    )
+
+
+def run_grid(
+    spec: TableSpec,
+    options: ReproduceOptions,
+    *,
+    parser: Any,
+    arch_override: Callable[[dict[str, Any], str], dict[str, Any]],
+    run_cell: Callable[..., Any],
+) -> tuple[str, Path]:
+    """Run ``spec``'s grid (archs × seeds, one experiment each) and write its table.
+
+    For each arch, the ``unlearnkit run`` config ``{**experiment, "forget": requests,
+    **arch_override(experiment, arch), "seed": first seed}`` is parsed and instantiated once by
+    ``parser``; for each seed the methods are re-seeded (:func:`~unlearnkit.runs.with_params`)
+    and ``run_cell(init, methods, seed=, output=, name=, cache_dir=, trainer=, config=)`` runs
+    the experiment into ``<run dir>/<time>-<arch>-seed<seed>`` and returns its result (with
+    ``rows``). ``table.md`` (:func:`format_report` and :func:`format_per_request`) and
+    ``results.json`` (header, config, rows, ``aggregate`` over seeds and ``per_request``) are
+    written at the end; a failed grid leaves no empty run directory.
+
+    Args:
+        spec: the table.
+        options: what to run.
+        parser: the ``unlearnkit run`` parser of the table's kind.
+        arch_override: the config keys that select an arch, e.g. ``{"arch": arch}``.
+        run_cell: runs one experiment (see above).
+
+    Returns:
+        ``(markdown, run directory)``.
+
+    Raises:
+        FileNotFoundError: data missing. ValueError: bad options or configs.
+    """
     from unlearnkit.evaluation.report import atomic_write_bytes, new_run_dir
-    from unlearnkit.experiment import TrainSchedule, run_experiment
+    from unlearnkit.runs import with_params
 
     config, forget, seeds, archs, mode = build_config(spec, options)
-    parser = run_parser()
     run_dir = new_run_dir(Path(options.output), f"reproduce-{spec.name}")
     trainer = {"enable_progress_bar": sys.stderr.isatty(), **options.trainer}
     all_rows: list[dict[str, Any]] = []
     try:
         for arch in archs:
-            cfg = (
-                parser.parse_object(  # deep copies: jsonargparse turns nested dicts into Namespaces
-                    copy.deepcopy({**config, "forget": forget, "arch": arch, "seed": seeds[0]})
-                )
-            )
-            init = parser.instantiate(cfg)
-            data = init.data
-            training = init.training
-            if not isinstance(training, TrainSchedule):
-                training = TrainSchedule(**dict(training))
+            cell = {**config, "forget": forget, **arch_override(config, arch), "seed": seeds[0]}
+            # deep copies: jsonargparse turns nested dicts into Namespaces
+            init = parser.instantiate(parser.parse_object(copy.deepcopy(cell)))
             for seed in seeds:
-                methods = [_bind(m, seed=seed, cache_dir=options.cache_dir) for m in init.methods]
+                methods = [with_params(m, seed=seed) for m in init.methods]
                 log.info("reproduce %s: arch %s, seed %d", spec.name, arch, seed)
-                result = run_experiment(
-                    data,
-                    init.forget,
+                result = run_cell(
+                    init,
                     methods,
-                    arch=arch,
-                    training=training,
                     seed=seed,
                     output=run_dir,
                     name=f"{arch}-seed{seed}",
                     cache_dir=options.cache_dir,
                     trainer=trainer,
-                    config=copy.deepcopy({**config, "forget": forget, "arch": arch, "seed": seed}),
+                    config=copy.deepcopy({**cell, "seed": seed}),
                 )
                 for row in result.rows:
                     metrics = {k: _plain_number(v) for k, v in row["metrics"].items()}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from _helpers import SHARED, assert_second_run_hits_cache, first_run, row_names, run_failing
@@ -41,6 +42,30 @@ def test_run_writes_report_and_second_run_hits_cache(tmp_path, caplog, capsys):
     ).read_text().index("| original")
     assert "| retrain" in capsys.readouterr().out
     assert_second_run_hits_cache(caplog, args, run)
+    # ... and reads the two reference rows' evaluation back instead of evaluating them again
+    assert "cache hit: loaded the original and retrained evaluation" in caplog.text
+    (second,) = [d for d in (tmp_path / "runs").iterdir() if d != run]
+    again = json.loads((second / "report.json").read_text())
+    for old, new in zip(report["rows"][:2], again["rows"][:2], strict=True):
+        assert new["metrics"] == old["metrics"], old["method"]
+        assert new["per_class_accuracy"] == old["per_class_accuracy"]
+    assert len(list((tmp_path / "cache" / "evaluations").iterdir())) == 1
+
+
+def test_stored_evaluation_of_another_config_is_refused(tmp_path):
+    from unlearnkit.cache import ModelCache, config_hash
+
+    cache = ModelCache(tmp_path)
+    result, hit = cache.get_or_evaluate({"a": 1}, lambda: {"acc": torch.tensor([0.5])})
+    assert not hit and result["acc"].item() == 0.5
+    result, hit = cache.get_or_evaluate({"a": 1}, lambda: pytest.fail("must not re-evaluate"))
+    assert hit and result["acc"].item() == 0.5
+    stored = tmp_path / "evaluations" / f"{config_hash({'a': 1})}.pt"
+    other = tmp_path / "evaluations" / f"{config_hash({'a': 2})}.pt"
+    other.write_bytes(stored.read_bytes())  # an entry whose content is for another config
+    with pytest.raises(ValueError, match="holds another config"):
+        cache.get_or_evaluate({"a": 2}, lambda: {})
+    assert other.read_bytes() == stored.read_bytes()  # left untouched
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@
 An entry is ``<root>/models/<hash>/`` holding ``model.pt`` (weights + architecture) and
 ``meta.json`` (the full config that was hashed, the training time in seconds). Entries are written
 atomically (a temp directory renamed into place) and never overwritten by a different config.
+
+Evaluations of cached models (their outputs and metrics on one forget request) are kept beside
+them as ``<root>/evaluations/<hash>.pt`` (see :meth:`ModelCache.get_or_evaluate`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from unlearnkit.atomic import atomic_torch_save
 from unlearnkit.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -122,3 +127,45 @@ class ModelCache:
         seconds = time.perf_counter() - start
         self.store(model, config, train_seconds=seconds)
         return seconds, False
+
+    def get_or_evaluate(
+        self,
+        config: dict[str, Any],
+        evaluate: Callable[[], Any],
+        *,
+        allowed: tuple[type, ...] = (),
+        what: str = "model",
+    ) -> tuple[Any, bool]:
+        """Load a stored evaluation for ``config`` or run ``evaluate()`` and store its result.
+
+        The result is written with :func:`torch.save` (atomically, never over an existing entry)
+        and read back with ``weights_only=True``: only tensors, plain containers and the classes
+        in ``allowed`` (e.g. :class:`~unlearnkit.evaluation.collect.Outputs`) can come out of it.
+
+        Args:
+            config: everything the evaluation depends on (models, split, evaluator, code).
+            evaluate: computes the result (tensors, dicts, lists, numbers, ``allowed`` classes).
+            allowed: dataclasses the result may contain.
+            what: name used in log messages.
+
+        Returns:
+            ``(result, hit)``.
+
+        Raises:
+            ValueError: the stored entry holds another config (it is left untouched).
+        """
+        path = self.root / "evaluations" / f"{config_hash(config)}.pt"
+        if path.is_file():
+            with torch.serialization.safe_globals(list(allowed)):
+                stored = torch.load(path, weights_only=True)
+            if json.dumps(stored["config"], sort_keys=True, default=str) != json.dumps(
+                config, sort_keys=True, default=str
+            ):
+                raise ValueError(f"cache entry {path} holds another config; remove it by hand")
+            log.info("cache hit: loaded the %s evaluation from %s", what, path)
+            return stored["result"], True
+        result = evaluate()
+        plain = json.loads(json.dumps(config, sort_keys=True, default=str))
+        if not path.is_file():
+            atomic_torch_save({"config": plain, "result": result}, path)
+        return result, False

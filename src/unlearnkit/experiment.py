@@ -69,6 +69,7 @@ class Experiment(ExperimentBase):
     """Runs one experiment; see :func:`run_experiment` for the arguments."""
 
     reference_method = Retrain
+    evaluation_types = (Outputs,)
 
     def __init__(self, data: UnlearningDataModule, *, arch: str, **kwargs: Any) -> None:
         super().__init__(data, **kwargs)

@@ -15,6 +15,10 @@ Nothing here imports ``unlearnkit.vision`` or ``unlearnkit.recsys``: they depend
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
+import inspect
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -81,6 +85,22 @@ class TrainScheduleBase:
         return cls(**asdict(self), seed=seed)  # type: ignore[call-overload]
 
 
+@functools.cache
+def _code_fingerprint(*classes: type) -> str:
+    """Hash of the sources that compute metrics: ``unlearnkit.evaluation`` and ``classes``' files.
+
+    Part of the evaluation cache key, so editing a metric never serves a stale stored value.
+    """
+    import unlearnkit.evaluation
+
+    files = sorted(Path(unlearnkit.evaluation.__file__).parent.glob("*.py"))
+    files += [Path(inspect.getfile(cls)) for cls in classes]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
 def report_name(method: Unlearner, taken: set[str]) -> str:
     """The method's row name in a report (``method_name`` or the class name), made unique.
 
@@ -140,6 +160,8 @@ class ExperimentBase(ABC):
     reference_method: ClassVar[type[Unlearner]]
     #: Keep every model's raw outputs for :meth:`write_files` (memory: one set per method).
     keep_outputs: ClassVar[bool] = False
+    #: Classes of the collected outputs; non-empty: the evaluations of θ_o and θ_r are cached.
+    evaluation_types: ClassVar[tuple[type, ...]] = ()
 
     def __init__(
         self,
@@ -261,6 +283,53 @@ class ExperimentBase(ABC):
             forget=fingerprint,
         )
 
+    def _reference_evaluation(
+        self, original: nn.Module, retrained: nn.Module, collect: Callable[[nn.Module], Any]
+    ) -> tuple[tuple[Any, dict[str, Any]], tuple[Any, dict[str, Any]]]:
+        """``((θ_r outputs, θ_r metrics), (θ_o outputs, θ_o metrics))`` for the current request.
+
+        Both depend only on the two cached models, the split and the evaluation code, so when
+        :attr:`evaluation_types` is set they are stored in the cache
+        (:meth:`~unlearnkit.cache.ModelCache.get_or_evaluate`) and a second run of the same
+        request reads them back instead of evaluating the two models again.
+        """
+
+        def evaluate() -> tuple[tuple[Any, dict[str, Any]], tuple[Any, dict[str, Any]]]:
+            ref = collect(retrained)
+            ref_metrics = self._reference_metrics(ref)
+            out = collect(original)
+            return (ref, ref_metrics), (out, self._score(out, ref, ref_metrics))
+
+        if not self.evaluation_types:
+            return evaluate()
+        result, _ = self.cache.get_or_evaluate(
+            self._evaluation_key(original, retrained),
+            evaluate,
+            allowed=self.evaluation_types,
+            what="original and retrained",
+        )
+        (ref, ref_metrics), (out, metrics) = result
+        return (ref, dict(ref_metrics)), (out, dict(metrics))
+
+    def _evaluation_key(self, original: nn.Module, retrained: nn.Module) -> dict[str, Any]:
+        """What the reference evaluation depends on: both cache entries (with their creation
+        times, so a re-trained entry is a new key), the split, the evaluator and the code."""
+        keys = {
+            "original": self._key("original", original),
+            "retrained": self._key("retrained", retrained, forget=self.data.split.fingerprint()),
+        }
+        created = {}
+        for kind, key in keys.items():
+            meta = self.cache.entry(key) / "meta.json"
+            created[kind] = json.loads(meta.read_text())["created"] if meta.is_file() else None
+        return {
+            "kind": "evaluation",
+            "models": keys,
+            "created": created,
+            "evaluator": {type(self.evaluator).__name__: vars(self.evaluator)},
+            "code": _code_fingerprint(type(self), type(self.evaluator)),
+        }
+
     def unlearn(self, method: Unlearner, original: nn.Module) -> tuple[nn.Module, float]:
         """Apply ``method`` to a copy of θ_o; returns ``(θ_u, seconds)``."""
         model = copy.deepcopy(original)
@@ -296,15 +365,14 @@ class ExperimentBase(ABC):
             if self.keep_outputs:
                 outputs[name] = out
 
-        ref = collect(retrained)
+        (ref, ref_metrics), (out, metrics) = self._reference_evaluation(
+            original, retrained, collect
+        )
         keep("retrain", ref)
-        ref_metrics = self._reference_metrics(ref)
         ref_metrics.update({"time/unlearn_s": t_ret, "time/speedup": 1.0})
         ref_metrics.update(self._extra_metrics("retrain", original))
         rows = [self._row("retrain", spec, ref_metrics, ref, cached=hit_r)]
-        out = collect(original)
         keep("original", out)
-        metrics = self._score(out, ref, ref_metrics)
         metrics["time/train_s"] = t_orig
         metrics.update(self._extra_metrics("original", original))
         rows.append(self._row("original", spec, metrics, out, cached=hit_o))

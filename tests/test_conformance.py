@@ -114,4 +114,4 @@ def test_hyperparameters_stored_unchanged(name):
         if key != "self" and param.default is not inspect.Parameter.empty:
             assert getattr(method, key) == param.default
     if issubclass(cls, LossUnlearner):
-        assert set(cls.uses) <= {"forget", "retain"}
+        assert set(cls.uses) <= {"forget", "retain", "union"}

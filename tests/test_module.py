@@ -86,3 +86,49 @@ def test_with_params_binds_the_run_cache_dir_only_where_the_method_has_none(tmp_
     ft = FineTune(epochs=2)
     assert with_params(ft, cache_dir=str(tmp_path)) is ft  # FineTune has no cache
     assert with_params(ft, seed=5).seed == 5 and with_params(ft, seed=5).epochs == 2
+
+
+def test_union_loader_is_one_seeded_shuffled_pass_over_forget_and_retain():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from unlearnkit.module import union_loader
+
+    forget = DataLoader(TensorDataset(torch.arange(5.0), torch.zeros(5, dtype=torch.long)))
+    retain = DataLoader(
+        TensorDataset(torch.arange(100.0, 117.0), torch.ones(17, dtype=torch.long)), batch_size=4
+    )
+    batches = list(union_loader(forget, retain, seed=3))
+    assert [len(b[0]) for b in batches] == [4, 4, 4, 4, 4, 2]  # the retain loader's batch size
+    x = torch.cat([b[0] for b in batches])
+    flag = torch.cat([b[2] for b in batches])
+    assert sorted(x.tolist()) == list(range(5)) + list(range(100, 117))  # each sample once
+    assert flag.dtype == torch.bool and (flag == (x < 100)).all()  # flags mark D_f exactly
+    assert x[:5].tolist() != list(range(5))  # shuffled ...
+    again = torch.cat([b[0] for b in union_loader(forget, retain, seed=3)])
+    assert torch.equal(x, again)  # ... and seeded
+
+
+def test_random_label_never_trains_a_forget_sample_on_its_true_label(monkeypatch):
+    from types import SimpleNamespace
+
+    import unlearnkit.vision.methods.random_label as rl
+    from unlearnkit.base import UnlearnBatch
+
+    method = rl.RandomLabel(seed=0)
+    model = torch.nn.Linear(3, 4)
+    method.setup(model)
+    x, y = torch.randn(64, 3), torch.randint(0, 4, (64,))
+    from_forget = torch.arange(64) % 2 == 0
+    seen = {}
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def record(logits, target):
+        seen["target"] = target
+        return cross_entropy(logits, target)
+
+    monkeypatch.setattr(rl, "F", SimpleNamespace(cross_entropy=record))
+    loss = method.loss(model, UnlearnBatch(union=(x, y, from_forget)), epoch=0)
+    target = seen["target"]
+    assert torch.equal(target[~from_forget], y[~from_forget])  # D_r keeps its labels
+    assert (target[from_forget] != y[from_forget]).all()  # D_f never gets its true label
+    torch.testing.assert_close(loss, cross_entropy(model(x), target))  # one mean over the batch

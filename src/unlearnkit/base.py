@@ -33,10 +33,13 @@ class UnlearnBatch:
         forget: ``(x, y)`` from D_f, or ``None`` when the method does not read D_f.
             Shapes: ``x`` (B_f, ...) float32, ``y`` (B_f,) int64.
         retain: ``(x, y)`` from D_r, or ``None`` when the method does not read D_r.
+        union: ``(x, y, from_forget)``, one shuffled batch of D_f ∪ D_r, for methods with
+            ``"union"`` in ``uses``; ``from_forget`` is a ``(B,)`` bool mask of the D_f samples.
     """
 
     forget: tuple[Tensor, Tensor] | None = None
     retain: tuple[Tensor, Tensor] | None = None
+    union: tuple[Tensor, Tensor, Tensor] | None = None
 
     @classmethod
     def from_loader_batch(cls, batch: Mapping[str, Any]) -> UnlearnBatch:
@@ -45,7 +48,12 @@ class UnlearnBatch:
         Extra fields a dataset yields after ``(x, y)`` (e.g. sample indices) are dropped.
         """
         parts = {k: (tuple(v[:2]) if v is not None else None) for k, v in batch.items()}
-        return cls(forget=parts.get("forget"), retain=parts.get("retain"))
+        union = batch.get("union")
+        return cls(
+            forget=parts.get("forget"),
+            retain=parts.get("retain"),
+            union=tuple(union[:3]) if union is not None else None,  # type: ignore[arg-type]
+        )
 
 
 def _loader_is_empty(loader: Iterable) -> bool:
@@ -148,6 +156,8 @@ class LossUnlearner(Unlearner):
     :meth:`unlearn` runs ``epochs`` passes with a Lightning ``Trainer`` over a
     :class:`~lightning.pytorch.utilities.CombinedLoader` of the splits named in ``uses``
     (mode ``max_size_cycle``: the longer split sets the epoch length, the shorter one cycles).
+    ``uses = ("union",)`` instead reads one shuffled pass over D_f ∪ D_r per epoch, each batch
+    mixing both sets (``UnlearnBatch.union``), as the OPTML random-label code does.
 
     Args:
         epochs: passes over the longest split the method reads.

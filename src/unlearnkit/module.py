@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from unlearnkit.base import LossUnlearner, UnlearnBatch, Unlearner
 from unlearnkit.checkpoint import load_checkpoint
@@ -136,7 +136,8 @@ class UnlearningModule(L.LightningModule):
 
 def needs_retain(method: Unlearner) -> bool:
     """Whether ``method`` reads D_r (``requires_retain`` or ``"retain"`` in its ``uses``)."""
-    return bool(method.requires_retain or "retain" in getattr(method, "uses", ()))
+    uses = getattr(method, "uses", ())
+    return bool(method.requires_retain or "retain" in uses or "union" in uses)
 
 
 def run_one_shot(method: Unlearner, model: nn.Module, datamodule: Any) -> nn.Module:
@@ -163,22 +164,59 @@ def run_one_shot(method: Unlearner, model: nn.Module, datamodule: Any) -> nn.Mod
     return model
 
 
+class _Flagged(Dataset):
+    """``dataset[i]`` as ``(x, y, flag)``: the samples of one part of D_f ∪ D_r, marked."""
+
+    def __init__(self, dataset: Dataset, flag: bool) -> None:
+        self.dataset, self.flag = dataset, torch.tensor(flag)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, Tensor]:
+        x, y = self.dataset[index][:2]
+        return x, y, self.flag
+
+
+def union_loader(forget: DataLoader, retain: DataLoader, *, seed: int) -> DataLoader:
+    """One shuffled loader over D_f ∪ D_r yielding ``(x, y, from_forget)`` batches.
+
+    Batch size and workers follow the retain loader; the order is seeded by ``seed``.
+
+    Shapes: ``x`` (B, ...), ``y`` (B,) int64, ``from_forget`` (B,) bool.
+    """
+    union = ConcatDataset([_Flagged(forget.dataset, True), _Flagged(retain.dataset, False)])
+    return DataLoader(
+        union,
+        batch_size=retain.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        num_workers=retain.num_workers,
+    )
+
+
 def combined_loader(
     method: LossUnlearner, loaders: Mapping[str, DataLoader | None]
 ) -> CombinedLoader:
     """The ``max_size_cycle`` CombinedLoader over the splits ``method.uses``.
 
+    The split ``"union"`` is :func:`union_loader` over the forget and retain loaders.
+
     Raises:
         ValueError: a split the method uses has no loader.
     """
-    chosen = {}
+    chosen: dict[str, DataLoader] = {}
     for split in method.uses:
-        loader = loaders.get(split)
-        if loader is None:
-            raise ValueError(
-                f"{type(method).__name__} reads the {split} set each step; pass a {split} loader"
-            )
-        chosen[split] = loader
+        needed = ("forget", "retain") if split == "union" else (split,)
+        for part in needed:
+            if loaders.get(part) is None:
+                raise ValueError(
+                    f"{type(method).__name__} reads the {part} set each step; pass a {part} loader"
+                )
+        if split == "union":
+            chosen[split] = union_loader(loaders["forget"], loaders["retain"], seed=method.seed)  # type: ignore[arg-type]
+        else:
+            chosen[split] = loaders[split]  # type: ignore[assignment]
     return CombinedLoader(chosen, mode="max_size_cycle")
 
 

@@ -25,10 +25,14 @@ class RandomLabel(LossUnlearner):
 
     Source: Golatkar, Achille & Soatto, "Eternal Sunshine of the Spotless Net", CVPR 2020
     (arXiv 1911.04933) and Graves, Nagisetty & Ganesh, "Amnesiac Machine Learning", AAAI 2021
-    (arXiv 2010.10981), as the RL baseline of Jia et al. (arXiv 2304.04934) and Fan et al.,
-    "SalUn", ICLR 2024 (arXiv 2310.12508): ``L = CE(f(x_f), ỹ_f) + CE(f(x_r), y_r)``.
-    Here each forget sample gets a fresh wrong label ỹ ≠ y every time it is visited (seeded),
-    which never reinforces the true label.
+    (arXiv 2010.10981), as the RL baseline of Jia et al. (arXiv 2304.04934, Sec. 5) and Fan et al.,
+    "SalUn", ICLR 2024 (arXiv 2310.12508, Sec. 4): minimise
+    ``E_{D_f}[CE(f(x), ỹ)] + E_{D_r}[CE(f(x), y)]``. As in their code
+    (``unlearn/RL.py``: a ``ConcatDataset`` of the relabelled D_f and D_r), each epoch is one
+    shuffled pass over D_f ∪ D_r and each batch mixes both sets: the loss is the mean
+    cross-entropy over the batch, with ỹ in place of y for the D_f samples. Unlike their
+    ``randint`` labels, ỹ ≠ y here (drawn afresh, seeded, at every visit), so a forget sample is
+    never trained on its true label.
 
     Args: see :class:`~unlearnkit.base.LossUnlearner` (defaults: 5 epochs, SGD lr 0.01).
 
@@ -37,7 +41,7 @@ class RandomLabel(LossUnlearner):
     """
 
     requires_retain: ClassVar[bool] = True
-    uses: ClassVar[tuple[str, ...]] = ("forget", "retain")
+    uses: ClassVar[tuple[str, ...]] = ("union",)
 
     def __init__(
         self,
@@ -56,10 +60,10 @@ class RandomLabel(LossUnlearner):
         self.generator_ = torch.Generator().manual_seed(self.seed)
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
-        (xf, yf), (xr, yr) = batch.forget, batch.retain  # type: ignore[misc]
-        logits_f = model(xf)
-        num_classes = logits_f.shape[-1]
+        x, y, from_forget = batch.union  # type: ignore[misc]
+        logits = model(x)
+        num_classes = logits.shape[-1]
         if num_classes < 2:
             raise ValueError("RandomLabel needs a classifier with at least 2 classes")
-        fake = random_wrong_labels(yf, num_classes, self.generator_)
-        return F.cross_entropy(logits_f, fake) + F.cross_entropy(model(xr), yr)
+        fake = random_wrong_labels(y, num_classes, self.generator_)
+        return F.cross_entropy(logits, torch.where(from_forget.to(y.device), fake, y))

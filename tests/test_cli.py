@@ -9,7 +9,14 @@ import pytest
 import torch
 import yaml
 
-from _helpers import SHARED, assert_second_run_hits_cache, first_run, row_names, run_failing
+from _helpers import (
+    SHARED,
+    assert_second_run_hits_cache,
+    first_run,
+    row_names,
+    run_args,
+    run_failing,
+)
 from unlearnkit.cli import default_experiment_path, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,3 +192,33 @@ def test_fashion_mnist_experiment_config_smoke(tmp_path, monkeypatch):
     assert main(args) == 0
     report = json.loads(next((tmp_path / "runs").iterdir()).joinpath("report.json").read_text())
     assert len(report["rows"]) == 6
+
+
+def test_run_under_ddp_trains_on_two_ranks_and_rank_zero_alone_reports(tmp_path):
+    # A subprocess: Lightning's launcher starts rank 1 as a copy of the command line
+    # (`python -m unlearnkit.cli run ...`), which a pytest process could not be.
+    import os
+    import subprocess
+    import sys
+
+    config = {**TINY, "training": {"epochs": 2, "lr": 0.05}}
+    args = run_args(tmp_path, config)[1:]
+    ddp = "{strategy: ddp, accelerator: cpu, devices: 2, enable_progress_bar: false}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-m", "unlearnkit.cli", "run", *args, "--trainer", ddp],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()  # one report, written by rank 0 only
+    report = json.loads((run / "report.json").read_text())
+    assert row_names(report) == ["retrain", "original", "FineTune", "GradientAscent"]
+    assert done.stdout.count("report written to") == 1
+    assert "MEMBER: 2/2" in done.stderr  # rank 1 joined ...
+    assert done.stderr.count("unlearning class[0] with FineTune") == 2  # ... and ran the job too
+    by = {r["method"]: r["metrics"] for r in report["rows"]}
+    assert by["retrain"]["forget/acc"] <= 0.05 and by["original"]["forget/acc"] >= 0.5

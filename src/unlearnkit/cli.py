@@ -146,6 +146,8 @@ def run_job(
         trainer={"enable_progress_bar": sys.stderr.isatty(), **(init.trainer or {})},
         config=config,
     )
+    if result.run_dir is None:  # a DDP rank other than 0: rank 0 prints and reports
+        return 0
     print(summary(result))
     print(f"report written to {result.run_dir}")
     return 0

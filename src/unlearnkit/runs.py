@@ -42,6 +42,7 @@ __all__ = [
     "ExperimentResult",
     "RequestResult",
     "TrainScheduleBase",
+    "is_global_zero",
     "report_name",
     "run_requests",
     "with_params",
@@ -99,6 +100,18 @@ def _code_fingerprint(*classes: type) -> str:
     for path in files:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:20]
+
+
+def is_global_zero() -> bool:
+    """Whether this process is rank 0 of the run (always, outside a distributed job).
+
+    Under a DDP strategy Lightning's launcher starts the other ranks as copies of the command,
+    with their rank in the environment (``RANK`` / ``LOCAL_RANK``), which Lightning reads at
+    import; only rank 0 writes the run directory and prints the table.
+    """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def report_name(method: Unlearner, taken: set[str]) -> str:
@@ -417,7 +430,7 @@ def run_requests(
         methods: the methods.
         output: parent of the new run directory.
         name: run directory name suffix.
-        write: write the run directory at all.
+        write: write the run directory at all (on rank 0 only, under a DDP strategy).
         config: the config recorded in ``report.json``.
         example: an example request for the "no forget request" message.
 
@@ -433,7 +446,9 @@ def run_requests(
         exp.data.set_forget(spec)
     exp.validate(methods)
     run_dir = None
-    if write:  # claim the run directory first: a bad config must not leave half a report
+    # claim the run directory first (a bad config must not leave half a report); under DDP only
+    # rank 0 writes it, the other ranks train and evaluate alongside
+    if write and is_global_zero():
         from unlearnkit.evaluation.report import new_run_dir
 
         run_dir = new_run_dir(Path(output), name)

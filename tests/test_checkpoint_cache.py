@@ -71,3 +71,14 @@ def test_cache_refuses_entry_with_other_config(tmp_path):
     with pytest.raises(ValueError, match="holds another config"):
         cache.load(TinyMLP(), {"a": 1})
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
+
+
+def test_code_fingerprint_changes_with_the_classes_and_accepts_classes_without_a_file():
+    from unlearnkit.evaluation.evaluator import Evaluator
+    from unlearnkit.experiment import Experiment
+    from unlearnkit.runs import _code_fingerprint
+
+    ours = _code_fingerprint(Experiment, Evaluator)
+    assert ours == _code_fingerprint(Experiment, Evaluator)  # stable
+    assert ours != _code_fingerprint(Experiment, int)  # int has no source file: its name counts
+    assert _code_fingerprint(int) != _code_fingerprint(float)

@@ -94,11 +94,14 @@ def _code_fingerprint(*classes: type) -> str:
     """
     import unlearnkit.evaluation
 
-    files = sorted(Path(unlearnkit.evaluation.__file__).parent.glob("*.py"))
-    files += [Path(inspect.getfile(cls)) for cls in classes]
     digest = hashlib.sha256()
-    for path in files:
+    for path in sorted(Path(unlearnkit.evaluation.__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
+    for cls in classes:
+        try:
+            digest.update(Path(inspect.getfile(cls)).read_bytes())
+        except (TypeError, OSError):  # defined interactively: no file, the name stands for it
+            digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
     return digest.hexdigest()[:20]
 
 

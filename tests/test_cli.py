@@ -16,6 +16,7 @@ from _helpers import (
     row_names,
     run_args,
     run_failing,
+    run_logged,
 )
 from unlearnkit.cli import default_experiment_path, main
 
@@ -109,6 +110,22 @@ def test_default_experiment_is_digits_with_five_baselines():
         "NegGradPlus",
         "RandomLabel",
     }
+
+
+def test_default_run_meets_the_class_forgetting_acceptance_bar(tmp_path, caplog):
+    # README command (a): `unlearnkit run` with the embedded default, into an empty cache
+    args = ["run", "--output", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
+    run_logged(caplog, args)
+    (run,) = (tmp_path / "runs").iterdir()
+    rows = json.loads((run / "report.json").read_text())["rows"]
+    by = {r["method"]: r["metrics"] for r in rows if r["forget"] == "class[0]"}
+    assert by["retrain"]["forget/acc"] <= 0.01
+    assert by["original"]["forget/acc"] >= 0.95
+    halfway = (by["original"]["forget/acc"] + by["retrain"]["forget/acc"]) / 2
+    for name in ("FineTune", "RandomLabel", "NegGradPlus"):
+        assert by[name]["forget/acc"] <= halfway, name
+        assert abs(by[name]["test/acc"] - by["original"]["test/acc"]) <= 0.05, name
+    assert {r["forget"] for r in rows} == {"class[0]", "random10%s0"}
 
 
 FIT_FRAGMENTS = [

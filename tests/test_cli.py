@@ -40,6 +40,7 @@ def test_run_writes_report_and_second_run_hits_cache(tmp_path, caplog, capsys):
     assert row_names(report) == ["retrain", "original", "FineTune", "GradientAscent"]
     for row in report["rows"]:
         assert set(row["metrics"]) >= REQUIRED, row["method"]
+        assert row["class_names"] == [str(i) for i in range(10)]  # the per-class plot's ticks
     by = {r["method"]: r["metrics"] for r in report["rows"]}
     assert by["retrain"]["forget/acc"] <= 0.01
     assert by["original"]["forget/acc"] >= 0.9

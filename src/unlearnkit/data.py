@@ -386,6 +386,13 @@ class UnlearningDataModule(L.LightningDataModule):
         return int(self.train_set.num_classes)  # type: ignore[union-attr]
 
     @property
+    def class_names(self) -> list[str]:
+        """Names of the classes in id order (the dataset's ``classes``, else ``"0"``, ``"1"``...)."""
+        self.setup()
+        names = getattr(self.train_set, "classes", None)
+        return [str(n) for n in names] if names else [str(i) for i in range(self.num_classes)]
+
+    @property
     def in_channels(self) -> int:
         self.setup()
         return int(self.train_set[0][0].shape[0])  # type: ignore[index]

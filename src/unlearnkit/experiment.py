@@ -125,6 +125,7 @@ class Experiment(ExperimentBase):
             "forget": spec.label,
             "metrics": metrics,
             "per_class_accuracy": per_class.tolist(),
+            "class_names": self.data.class_names,
             "mia_scores": scores,
             **extra,
         }

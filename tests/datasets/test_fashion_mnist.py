@@ -162,3 +162,12 @@ def test_real_fashion_mnist() -> None:
     pixels = train.images.double() / 255
     assert float(pixels.mean()) == pytest.approx(0.2860, abs=5e-5)
     assert float(pixels.std()) == pytest.approx(0.3530, abs=5e-5)
+
+
+def test_datamodule_class_names_label_the_report_plots(tmp_path: Path) -> None:
+    from unlearnkit.datasets import DigitsDataModule, FashionMNISTDataModule
+
+    write_fixture(tmp_path, gz=True)
+    names = FashionMNISTDataModule(root=str(tmp_path)).class_names
+    assert names == list(FASHION_MNIST_CLASSES) and names[9] == "Ankle boot"
+    assert DigitsDataModule().class_names == [str(i) for i in range(10)]

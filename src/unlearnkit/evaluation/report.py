@@ -287,7 +287,11 @@ def _write_plots(
     }
     if per_class:
         num_classes = len(next(iter(per_class.values())))
-        names = config.get("class_names") or [str(index) for index in range(num_classes)]
+        names = (
+            config.get("class_names")
+            or next((r["class_names"] for r in rows if r.get("class_names")), None)
+            or [str(index) for index in range(num_classes)]
+        )
         written["per_class_accuracy"] = plots.plot_per_class_accuracy(
             per_class, list(names), run_dir / f"per_class_accuracy{suffix}.png"
         )

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 
+from influence.helpers import slow_ssd_importance
 from unlearnkit.data import ForgetSpec, UnlearningDataModule
 from unlearnkit.datasets.tensors import TensorImageDataset
 from unlearnkit.influence import fisher_diagonal, l2_output_loss
@@ -106,19 +107,9 @@ def by_label(dataset):
 
 
 def slow_importance(model, dataset, batch_size, loss_fn=F.cross_entropy, power=2.0, sort=True):
-    """The reference loop: eval mode, .backward() per batch of the label-sorted (class-wise)
-    data, |grad|^p summed, / #batches."""
-    model.eval()
-    imp = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    """The reference loop over the label-sorted (class-wise) data, batch by batch."""
     dl = DataLoader(by_label(dataset) if sort else dataset, batch_size=batch_size, shuffle=False)
-    for x, y in dl:
-        model.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        for n, p in model.named_parameters():
-            if p.grad is not None:
-                imp[n] += p.grad.abs() ** power
-    model.zero_grad(set_to_none=True)
-    return {n: v / len(dl) for n, v in imp.items()}
+    return slow_ssd_importance(model, dl, loss_fn, power)
 
 
 def slow_ssd(model, forget_ds, train_ds, alpha, lam, batch_size=64, **kw):

@@ -11,20 +11,12 @@ from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets import DigitsDataModule
 from unlearnkit.evaluation import Evaluator
 from unlearnkit.experiment import with_params
-from unlearnkit.module import UnlearningModule
+from unlearnkit.module import UnlearningModule, default_trainer
 from unlearnkit.vision import SSD, FineTune, GradientAscent, SmallCNN
 
 
 def trainer(max_epochs: int) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    return default_trainer(max_epochs)  # the project's quiet single-CPU Trainer
 
 
 def test_fit_then_test_reports_metrics_that_match_the_evaluator():

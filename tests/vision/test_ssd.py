@@ -489,9 +489,8 @@ def _single_process(tmp: str) -> tuple[dict, dict, torch.Tensor]:
 
 
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
-    import lightning as L
 
-    from unlearnkit.module import UnlearningModule
+    from unlearnkit.module import UnlearningModule, default_trainer
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -504,18 +503,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     dm = TinyImages(forget=ForgetSpec(kind="class", classes=[0]), batch_size=16)
     model = make_net().float()
     method = SSD(alpha=2.0, batch_size=16, cache_dir=str(Path(out_dir) / "cache"))
-    trainer = L.Trainer(
-        strategy="ddp",
-        devices=WORLD,
-        accelerator="cpu",
-        max_epochs=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
+    trainer = default_trainer(0, strategy="ddp", devices=WORLD)
     trainer.fit(UnlearningModule(model, method), datamodule=dm)
     out = {
         "forget": method.importance_forget_,

@@ -14,12 +14,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from unlearnkit.datasets._io import (
-    atomic_torch_save,
-    default_data_dir,
-    fingerprint,
-    load_tensor_cache,
-)
+from unlearnkit.atomic import atomic_torch_save
+from unlearnkit.datasets._io import default_data_dir, fingerprint, load_tensor_cache
 from unlearnkit.datasets.tensors import TensorImageDataset
 
 __all__ = [

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from unlearnkit.atomic import atomic_write_bytes
 from unlearnkit.evaluation import plots
 from unlearnkit.evaluation.metrics import over_unlearning
-from unlearnkit.evaluation.plots import atomic_write_bytes
 
 __all__ = [
     "REPORT_COLUMNS",

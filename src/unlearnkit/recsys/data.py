@@ -28,9 +28,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from unlearnkit.atomic import atomic_write_bytes
 from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets.interactions import InteractionData, check_edges
-from unlearnkit.evaluation.plots import atomic_write_bytes
 
 __all__ = [
     "EdgeDataset",

@@ -228,7 +228,7 @@ def _plot_forget_vs_test(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from unlearnkit.evaluation.plots import atomic_write_bytes
+    from unlearnkit.atomic import atomic_write_bytes
 
     figure = Figure(figsize=(6.4, 4.8), layout="constrained")
     FigureCanvasAgg(figure)

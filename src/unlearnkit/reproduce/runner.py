@@ -431,7 +431,8 @@ def run_grid(
     Raises:
         FileNotFoundError: data missing. ValueError: bad options or configs.
     """
-    from unlearnkit.evaluation.report import atomic_write_bytes, new_run_dir
+    from unlearnkit.atomic import atomic_write_bytes
+    from unlearnkit.evaluation.report import new_run_dir
     from unlearnkit.runs import with_params
 
     config, forget, seeds, archs, mode = build_config(spec, options)

@@ -47,9 +47,10 @@ from torch.utils.data import (
     TensorDataset,
 )
 
+from unlearnkit.atomic import atomic_torch_save
 from unlearnkit.base import Unlearner
 from unlearnkit.cache import default_cache_dir
-from unlearnkit.checkpoint import atomic_torch_save, model_arch
+from unlearnkit.checkpoint import model_arch
 from unlearnkit.datasets.tensors import TensorImageDataset
 from unlearnkit.influence import fisher_diagonal, l2_output_loss, select_params
 

@@ -42,7 +42,7 @@ from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets import FashionMNISTDataModule
 from unlearnkit.evaluation import Evaluator
-from unlearnkit.experiment import Experiment, TrainSchedule
+from unlearnkit.vision.experiment import Experiment, TrainSchedule
 from unlearnkit.module import default_trainer, fit_method
 from unlearnkit.vision.methods import SSD
 

@@ -75,8 +75,8 @@ def test_cache_refuses_entry_with_other_config(tmp_path):
 
 def test_code_fingerprint_changes_with_the_classes_and_accepts_classes_without_a_file():
     from unlearnkit.evaluation.evaluator import Evaluator
-    from unlearnkit.experiment import Experiment
     from unlearnkit.runs import _code_fingerprint
+    from unlearnkit.vision.experiment import Experiment
 
     ours = _code_fingerprint(Experiment, Evaluator)
     assert ours == _code_fingerprint(Experiment, Evaluator)  # stable

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from _helpers import TinyMLP
 from unlearnkit import list_methods
 from unlearnkit.base import LossUnlearner
+from unlearnkit.streams import declared_streams
 
 METHODS = sorted(list_methods())
 FAST = {"epochs": 2, "lr": 0.05}
@@ -114,4 +115,4 @@ def test_hyperparameters_stored_unchanged(name):
         if key != "self" and param.default is not inspect.Parameter.empty:
             assert getattr(method, key) == param.default
     if issubclass(cls, LossUnlearner):
-        assert set(cls.uses) <= {"forget", "retain", "union"}
+        assert set(declared_streams(method)) <= {"forget", "retain", "union"}

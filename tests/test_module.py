@@ -10,9 +10,9 @@ from unlearnkit.base import Unlearner
 from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets import DigitsDataModule
 from unlearnkit.evaluation import Evaluator
-from unlearnkit.experiment import with_params
 from unlearnkit.module import UnlearningModule, default_trainer
 from unlearnkit.vision import SSD, FineTune, GradientAscent, SmallCNN
+from unlearnkit.vision.experiment import with_params
 
 
 def trainer(max_epochs: int) -> L.Trainer:
@@ -36,9 +36,10 @@ def test_fit_then_test_reports_metrics_that_match_the_evaluator():
 class _Recorder(Unlearner):
     """A one-shot method that records what it was given and scales the weights by 0.5."""
 
-    requires_retain = True
+    streams = ("forget", "retain", "train")
 
-    def unlearn(self, model, forget, retain=None, *, train=None):
+    def apply(self, model, loaders, *, trainer=None):
+        forget, retain, train = loaders["forget"], loaders["retain"], loaders["train"]
         self.seen = {
             "forget": len(forget.dataset),
             "retain": len(retain.dataset),
@@ -83,7 +84,7 @@ def test_with_params_binds_the_run_cache_dir_only_where_the_method_has_none(tmp_
 def test_union_loader_is_one_seeded_shuffled_pass_over_forget_and_retain():
     from torch.utils.data import DataLoader, TensorDataset
 
-    from unlearnkit.module import union_loader
+    from unlearnkit.streams import union_loader
 
     forget = DataLoader(TensorDataset(torch.arange(5.0), torch.zeros(5, dtype=torch.long)))
     retain = DataLoader(
@@ -92,7 +93,7 @@ def test_union_loader_is_one_seeded_shuffled_pass_over_forget_and_retain():
     batches = list(union_loader(forget, retain, seed=3))
     assert [len(b[0]) for b in batches] == [4, 4, 4, 4, 4, 2]  # the retain loader's batch size
     x = torch.cat([b[0] for b in batches])
-    flag = torch.cat([b[2] for b in batches])
+    flag = torch.cat([b[2]["from_forget"] for b in batches])
     assert sorted(x.tolist()) == list(range(5)) + list(range(100, 117))  # each sample once
     assert flag.dtype == torch.bool and (flag == (x < 100)).all()  # flags mark D_f exactly
     assert x[:5].tolist() != list(range(5))  # shuffled ...
@@ -119,7 +120,8 @@ def test_random_label_never_trains_a_forget_sample_on_its_true_label(monkeypatch
         return cross_entropy(logits, target)
 
     monkeypatch.setattr(rl, "F", SimpleNamespace(cross_entropy=record))
-    loss = method.loss(model, UnlearnBatch(union=(x, y, from_forget)), epoch=0)
+    batch = UnlearnBatch({"union": (x, y, {"from_forget": from_forget})})
+    loss = method.loss(model, batch, epoch=0)
     target = seen["target"]
     assert torch.equal(target[~from_forget], y[~from_forget])  # D_r keeps its labels
     assert (target[from_forget] != y[from_forget]).all()  # D_f never gets its true label

@@ -15,55 +15,33 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-SPLITS = ("forget", "retain")
+from unlearnkit.module import fit_method
+from unlearnkit.streams import (
+    Batch,
+    LoaderSource,
+    Stream,
+    StreamSource,
+    UnlearnBatch,
+    open_streams,
+    reads,
+)
 
-
-@dataclass
-class UnlearnBatch:
-    """One optimisation step's data for a :class:`LossUnlearner`.
-
-    Attributes:
-        forget: ``(x, y)`` from D_f, or ``None`` when the method does not read D_f.
-            Shapes: ``x`` (B_f, ...) float32, ``y`` (B_f,) int64.
-        retain: ``(x, y)`` from D_r, or ``None`` when the method does not read D_r.
-        union: ``(x, y, from_forget)``, one shuffled batch of D_f ∪ D_r, for methods with
-            ``"union"`` in ``uses``; ``from_forget`` is a ``(B,)`` bool mask of the D_f samples.
-    """
-
-    forget: tuple[Tensor, Tensor] | None = None
-    retain: tuple[Tensor, Tensor] | None = None
-    union: tuple[Tensor, Tensor, Tensor] | None = None
-
-    @classmethod
-    def from_loader_batch(cls, batch: Mapping[str, Any]) -> UnlearnBatch:
-        """Build from a :class:`~lightning.pytorch.utilities.CombinedLoader` dict batch.
-
-        Extra fields a dataset yields after ``(x, y)`` (e.g. sample indices) are dropped.
-        """
-        parts = {k: (tuple(v[:2]) if v is not None else None) for k, v in batch.items()}
-        union = batch.get("union")
-        return cls(
-            forget=parts.get("forget"),
-            retain=parts.get("retain"),
-            union=tuple(union[:3]) if union is not None else None,  # type: ignore[arg-type]
-        )
-
-
-def _loader_is_empty(loader: Iterable) -> bool:
-    dataset = getattr(loader, "dataset", None)
-    if dataset is not None and hasattr(dataset, "__len__"):
-        return len(dataset) == 0
-    try:
-        return len(loader) == 0  # type: ignore[arg-type]
-    except TypeError:
-        return False
+__all__ = [
+    "Batch",
+    "LossUnlearner",
+    "Stream",
+    "StreamSource",
+    "UnlearnBatch",
+    "Unlearner",
+    "init_arguments",
+    "list_methods",
+]
 
 
 def init_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,51 +71,79 @@ class Unlearner(ABC):
     paper's defaults and store them unchanged (no logic in ``__init__``); state learned while
     unlearning gets a trailing underscore (``importance_``, ``mask_``).
 
+    What a method reads is declared once, in :attr:`streams` (see :mod:`unlearnkit.streams`):
+    standard names (``"forget"``, ``"retain"``, ``"union"``, ``"train"``) or :class:`Stream`
+    objects the method defines. Both entry points build exactly those loaders and hand them to
+    :meth:`apply`: :meth:`unlearn` (loaders passed by a user) and :meth:`unlearn_from` (a
+    DataModule, as ``unlearnkit run`` and ``unlearnkit fit`` do).
+
     Attributes:
-        requires_retain: whether :meth:`unlearn` needs a retain-set loader.
+        streams: the data streams the method reads.
+        iterative: whether the method is a loss-based loop (:class:`LossUnlearner`).
     """
 
-    requires_retain: ClassVar[bool] = False
+    streams: ClassVar[tuple[str | Stream, ...]] = ("forget",)
+    iterative: ClassVar[bool] = False
 
-    @abstractmethod
+    @property
+    def requires_retain(self) -> bool:
+        """Whether the method reads D_r (a ``retain`` or ``union`` stream)."""
+        return reads(self, "retain")
+
     def unlearn(
-        self, model: nn.Module, forget: DataLoader, retain: DataLoader | None = None
+        self,
+        model: nn.Module,
+        forget: DataLoader,
+        retain: DataLoader | None = None,
+        *,
+        trainer: Any | None = None,
+        **loaders: DataLoader,
     ) -> nn.Module:
         """Edit ``model`` in place so that it forgets ``forget``; return the same object.
 
         Args:
             model: the trained (original) model θ_o; modified in place.
-            forget: loader over D_f yielding ``(x, y)`` batches.
-            retain: loader over D_r yielding ``(x, y)``; required when ``requires_retain``.
+            forget: loader over D_f yielding ``(x, y)`` or ``(x, y, attributes)`` batches.
+            retain: loader over D_r; required when the method reads D_r.
+            trainer: an optional ``lightning.Trainer`` for iterative methods (e.g. DDP); its
+                ``max_epochs`` must equal the method's ``epochs``.
+            **loaders: other standard streams, e.g. ``train=`` (D_train unshuffled; default:
+                D_r followed by D_f).
 
         Returns:
             ``model`` itself, now the unlearned model θ_u.
 
         Raises:
             TypeError: ``model`` is not an ``nn.Module``.
-            ValueError: ``forget`` is empty, or ``retain`` is missing for a method that needs it.
+            ValueError: ``forget`` is empty, or a stream the method reads is missing.
         """
+        return self.unlearn_from(model, LoaderSource(forget, retain, **loaders), trainer=trainer)
 
-    def check_inputs(
-        self, model: nn.Module, forget: DataLoader | None, retain: DataLoader | None
-    ) -> None:
-        """Validate the arguments of :meth:`unlearn` (shared by all methods).
+    def unlearn_from(
+        self, model: nn.Module, source: StreamSource, *, trainer: Any | None = None
+    ) -> nn.Module:
+        """:meth:`unlearn` with the streams taken from ``source`` (a DataModule).
 
         Raises:
-            TypeError: ``model`` is not an ``nn.Module``.
-            ValueError: empty/missing forget loader, or missing retain loader when required.
+            TypeError / ValueError: as :meth:`unlearn`.
         """
-        name = type(self).__name__
+        self.check_model(model)
+        return self.apply(model, open_streams(self, model, source), trainer=trainer)
+
+    @abstractmethod
+    def apply(
+        self, model: nn.Module, loaders: Mapping[str, Iterable], *, trainer: Any | None = None
+    ) -> nn.Module:
+        """Unlearn with the declared streams' loaders (``loaders[name]``); edit ``model`` in place.
+
+        Called by :meth:`unlearn` / :meth:`unlearn_from` after the inputs were checked.
+        """
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ``TypeError`` unless ``model`` is an ``nn.Module``."""
         if not isinstance(model, nn.Module):
-            raise TypeError(f"{name}.unlearn expects a torch.nn.Module, got {type(model).__name__}")
-        if forget is None or _loader_is_empty(forget):
-            raise ValueError(
-                f"{name}: the forget set is empty; pass a loader over at least one sample of D_f"
-            )
-        if self.requires_retain and (retain is None or _loader_is_empty(retain)):
-            raise ValueError(
-                f"{name} needs a retain set: pass retain=<DataLoader over D_r> "
-                "(D_r = D_train minus the forget set)"
+            raise TypeError(
+                f"{type(self).__name__}.unlearn expects a torch.nn.Module, got {type(model).__name__}"
             )
 
     def get_params(self) -> dict[str, Any]:
@@ -154,10 +160,12 @@ class LossUnlearner(Unlearner):
     """An iterative unlearning method: subclasses write :meth:`loss` (and maybe :meth:`setup`).
 
     :meth:`unlearn` runs ``epochs`` passes with a Lightning ``Trainer`` over a
-    :class:`~lightning.pytorch.utilities.CombinedLoader` of the splits named in ``uses``
-    (mode ``max_size_cycle``: the longer split sets the epoch length, the shorter one cycles).
-    ``uses = ("union",)`` instead reads one shuffled pass over D_f ∪ D_r per epoch, each batch
-    mixing both sets (``UnlearnBatch.union``), as the OPTML random-label code does.
+    :class:`~lightning.pytorch.utilities.CombinedLoader` of the declared ``streams`` (mode
+    ``max_size_cycle``: the longest stream sets the epoch length, shorter ones cycle).
+    ``streams = ("union",)`` instead reads one shuffled pass over D_f ∪ D_r per epoch, each
+    batch mixing both sets (``batch.union.attrs["from_forget"]`` marks D_f), as the OPTML
+    random-label code does. :meth:`loss` reads ``batch.forget``, ``batch.retain``, ... — one
+    :class:`~unlearnkit.streams.Batch` per declared stream.
 
     Args:
         epochs: passes over the longest split the method reads.
@@ -171,7 +179,7 @@ class LossUnlearner(Unlearner):
             subclass forwards them with ``super().__init__(**init_arguments(locals()))``).
     """
 
-    uses: ClassVar[tuple[str, ...]] = ("forget",)
+    iterative: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -217,25 +225,17 @@ class LossUnlearner(Unlearner):
             )
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
 
-    def unlearn(
-        self,
-        model: nn.Module,
-        forget: DataLoader,
-        retain: DataLoader | None = None,
-        *,
-        trainer: Any | None = None,
+    def apply(
+        self, model: nn.Module, loaders: Mapping[str, Iterable], *, trainer: Any | None = None
     ) -> nn.Module:
-        """Run the loss-based unlearning loop through Lightning (see :class:`Unlearner`).
+        """Run the loss-based loop through Lightning (see :class:`Unlearner`).
 
         Args:
             trainer: an optional ``lightning.Trainer`` (e.g. with a DDP strategy); its
                 ``max_epochs`` must equal ``self.epochs``. Default: a quiet single-device CPU
                 trainer.
         """
-        self.check_inputs(model, forget, retain)
-        from unlearnkit.module import fit_method
-
-        return fit_method(self, model, {"forget": forget, "retain": retain}, trainer=trainer)
+        return fit_method(self, model, loaders, trainer=trainer)
 
 
 def list_methods(domain: Literal["vision", "recsys"] = "vision") -> dict[str, type[Unlearner]]:

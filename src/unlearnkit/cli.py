@@ -80,7 +80,7 @@ def run_parser() -> ArgumentParser:
     import unlearnkit.vision  # noqa: F401  (registers methods)
     from unlearnkit.base import Unlearner
     from unlearnkit.data import ForgetSpec, UnlearningDataModule
-    from unlearnkit.experiment import TrainSchedule
+    from unlearnkit.vision.experiment import TrainSchedule
 
     def job_options(p: ArgumentParser) -> None:
         p.add_argument(
@@ -167,7 +167,7 @@ def run_command(argv: list[str]) -> int:
 
 
 def run_instantiated(init: Any, methods: list, **common: Any) -> Any:
-    """:func:`~unlearnkit.experiment.run_experiment` on an instantiated :func:`run_parser` config.
+    """:func:`~unlearnkit.vision.experiment.run_experiment` on an instantiated :func:`run_parser` config.
 
     Args:
         init: the instantiated config (``data``, ``forget``, ``arch``, ``training``).
@@ -175,9 +175,9 @@ def run_instantiated(init: Any, methods: list, **common: Any) -> Any:
         **common: ``seed``, ``output``, ``name``, ``cache_dir``, ``trainer``, ``config``.
 
     Returns:
-        The :class:`~unlearnkit.experiment.ExperimentResult`.
+        The :class:`~unlearnkit.vision.experiment.ExperimentResult`.
     """
-    from unlearnkit.experiment import run_experiment
+    from unlearnkit.vision.experiment import run_experiment
 
     return run_experiment(
         init.data, init.forget, methods, arch=init.arch, training=init.training, **common

@@ -1,26 +1,104 @@
 """What to forget (:class:`ForgetSpec` → :class:`ForgetSplit`) and the DataModule base.
 
 A forget request resolves to explicit, sorted index sets into D_train that can be saved to and
-loaded from a JSON file, so any experiment can be repeated on exactly the same samples.
+loaded from a JSON file, so any experiment can be repeated on exactly the same samples. A request
+is plain data (class, subclass, random, indices; user/item/interaction for recommenders) or names
+a :class:`ForgetSelector`, which chooses the forget set from the original model and the data
+(searched worst-case sets); the experiment resolves, caches and saves it like any other.
+
+The DataModule's loaders yield ``(x, y, attributes)``: ``attributes`` maps names to per-sample
+values, ``index`` (the position in D_train, or in D_test) always, and whatever the dataset
+provides (``group``, ``identity``, ...), so methods and metrics can group by them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from abc import abstractmethod
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from unlearnkit.atomic import atomic_write_bytes
 
-ForgetKind = Literal["class", "subclass", "random", "indices", "user", "item", "interaction"]
+#: The plain-data forget kinds; a request with a ``selector`` may use any other name.
+PLAIN_KINDS = ("class", "subclass", "random", "indices", "user", "item", "interaction")
+
+
+def check_forget_index(index: Tensor | list[int], num_train: int, *, what: str) -> Tensor:
+    """Validate forget indices into a training set of ``num_train`` items; return them sorted.
+
+    The one validation of every forget set, samples (:class:`ForgetSplit`) and recommender
+    edges (``unlearnkit.recsys.data.ForgetEdges``) alike: non-empty, no duplicates, each in
+    ``0..num_train-1``, and at least one item left in D_r.
+
+    Args:
+        index: forget indices, any integer sequence.
+        num_train: size of D_train.
+        what: what an item is, for the messages (``"training sample"``, ``"training edge"``).
+
+    Returns:
+        ``(N_f,)`` int64, sorted.
+
+    Raises:
+        ValueError: empty, duplicated, out-of-range, or covering all of D_train.
+    """
+    index = torch.as_tensor(index, dtype=torch.long).flatten()
+    if index.numel() == 0:
+        raise ValueError(
+            f"the forget set is empty: no {what} matches the request; check the "
+            "classes/ids/fraction or the indices file"
+        )
+    if index.unique().numel() != index.numel():
+        raise ValueError(f"forget indices contain duplicates; give each {what} once")
+    low, high = int(index.min()), int(index.max())
+    if low < 0 or high >= num_train:
+        bad = high if high >= num_train else low
+        raise ValueError(
+            f"forget index {bad} is outside the training set of {num_train} {what}s "
+            f"(0..{num_train - 1}); the index file was probably made for another dataset or split"
+        )
+    if index.numel() == num_train:
+        raise ValueError(f"the forget set covers all {num_train} {what}s of D_train, leaving no retain set")
+    return index.sort().values
+
+
+class ForgetSelector(ABC):
+    """Chooses a forget set from the original model θ_o and the data (e.g. a worst-case search).
+
+    Used as ``ForgetSpec(kind="worst_case", fraction=0.1, selector=MySelector(...))`` or in YAML
+    ``{kind: worst_case, fraction: 0.1, selector: {class_path: my.Selector, init_args: {...}}}``.
+    The experiment calls :meth:`select` once θ_o exists, caches the result keyed by θ_o, the data,
+    the size and :meth:`cache_key`, and saves it as explicit indices like every other kind.
+    Hyper-parameters are typed ``__init__`` arguments stored unchanged (as for methods).
+    """
+
+    @abstractmethod
+    def select(self, model: nn.Module, data: Any, *, size: int) -> Tensor:
+        """The forget set: ``size`` distinct indices into D_train.
+
+        Args:
+            model: θ_o (do not modify it; copy first).
+            data: the :class:`UnlearningDataModule` (``full_train_dataloader(shuffle=False)``,
+                ``train_set``, ``num_classes``...).
+            size: how many samples to select.
+
+        Returns:
+            ``(size,)`` int64 indices into D_train.
+        """
+
+    def cache_key(self) -> dict[str, Any]:
+        """What determines the selection besides θ_o, the data and the size (default: the class
+        and its ``__init__`` arguments)."""
+        cls = type(self)
+        return {"selector": f"{cls.__module__}.{cls.__qualname__}", "params": dict(vars(self))}
 
 
 @dataclass
@@ -38,6 +116,8 @@ class ForgetSpec:
           :func:`unlearnkit.recsys.data.resolve_forget_edges`): every interaction of the users
           (items) in ``ids``, or of a seeded ``fraction``/``count`` of them; for ``interaction``,
           ``ids`` are column indices of the training edges, else a seeded share of edges.
+        - any other name with a ``selector``: ``fraction``/``count`` of D_train chosen by the
+          :class:`ForgetSelector` from the original model (resolved by the experiment).
 
     Args:
         kind: one of the kinds above.
@@ -48,9 +128,10 @@ class ForgetSpec:
         indices_file: JSON file written by :meth:`ForgetSplit.save` for ``indices``.
         name: label used in reports (default derived from the request).
         ids: explicit user / item / edge ids for the recommender kinds.
+        selector: the :class:`ForgetSelector` of a model-dependent kind.
     """
 
-    kind: ForgetKind = "class"
+    kind: str = "class"
     classes: list[int] | None = None
     fraction: float | None = None
     count: int | None = None
@@ -58,6 +139,12 @@ class ForgetSpec:
     indices_file: str | None = None
     name: str | None = None
     ids: list[int] | None = None
+    selector: ForgetSelector | None = None
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether the request is resolved from the original model (it has a selector)."""
+        return self.selector is not None
 
     @property
     def label(self) -> str:
@@ -66,9 +153,13 @@ class ForgetSpec:
             return self.name
         if self.kind in ("class", "subclass"):
             return f"{self.kind}{self.classes}".replace(" ", "")
-        if self.kind == "random":
+        if self.kind == "random" or self.selector is not None:
             amount = f"{self.fraction * 100:g}%" if self.fraction is not None else str(self.count)
-            return f"random{amount}s{self.seed}"
+            return (
+                f"{self.kind}{amount}s{self.seed}"
+                if self.kind == "random"
+                else f"{self.kind}{amount}"
+            )
         if self.kind in ("user", "item", "interaction"):
             if self.ids is not None:
                 shown = ",".join(str(i) for i in self.ids[:3]) + (
@@ -104,6 +195,11 @@ class ForgetSpec:
             FileNotFoundError: ``indices_file`` missing.
         """
         n = int(targets.numel())
+        if self.selector is not None:
+            raise ValueError(
+                f"forget kind {self.kind!r} is chosen by {type(self.selector).__name__} from the "
+                "original model: resolve it with UnlearningDataModule.select_forget(spec, model)"
+            )
         if self.kind in ("class", "subclass"):
             labels = (
                 targets
@@ -125,7 +221,7 @@ class ForgetSpec:
             mask = torch.isin(labels, torch.as_tensor(self.classes, dtype=labels.dtype))
             forget = mask.nonzero().flatten()
         elif self.kind == "random":
-            size = self._random_size(n)
+            size = self.draw_size(n)
             gen = torch.Generator().manual_seed(self.seed)
             forget = torch.randperm(n, generator=gen)[:size].sort().values
         elif self.kind == "indices":
@@ -137,22 +233,46 @@ class ForgetSpec:
             )
         else:
             raise ValueError(
-                f"unknown forget kind {self.kind!r}; use one of class, subclass, random, indices"
+                f"unknown forget kind {self.kind!r}; use one of class, subclass, random, indices "
+                "(or give a selector for a model-dependent kind)"
             )
         return ForgetSplit.from_indices(forget, num_train=n, spec=self)
 
-    def _random_size(self, n: int) -> int:
+    def draw_size(self, n: int, what: str = "training samples") -> int:
+        """The size of a drawn forget set (``fraction`` or ``count`` of ``n``).
+
+        Args:
+            n: how many items the draw is from.
+            what: what they are, for the messages.
+
+        Returns:
+            An int in ``1..n-1`` (at least one item stays in D_r).
+
+        Raises:
+            ValueError: neither or both of fraction/count, or a value out of range.
+        """
         if (self.fraction is None) == (self.count is None):
-            raise ValueError("random forgetting needs exactly one of fraction=(0,1) or count=k")
+            raise ValueError(
+                f"{self.kind} forgetting needs exactly one of fraction=(0,1) or count=k"
+                + (" (or ids=[...])" if self.kind in ("user", "item", "interaction") else "")
+            )
         if self.fraction is not None:
             if not 0 < self.fraction < 1:
                 raise ValueError(f"fraction must be in (0, 1), got {self.fraction}")
-            return max(1, round(self.fraction * n))
+            return min(max(1, round(self.fraction * n)), max(1, n - 1))
         if not 0 < int(self.count) < n:  # type: ignore[arg-type]
-            raise ValueError(
-                f"count must be in 1..{n - 1} for a training set of {n}, got {self.count}"
-            )
+            raise ValueError(f"count must be in 1..{n - 1} for {n} {what}, got {self.count}")
         return int(self.count)  # type: ignore[arg-type]
+
+
+def spec_record(spec: ForgetSpec | Mapping | None) -> dict[str, Any]:
+    """A request as a JSON-able dict (a selector as its class path and parameters)."""
+    if not isinstance(spec, ForgetSpec):
+        return dict(spec or {})
+    record = {k: v for k, v in asdict(spec).items() if k != "selector"}
+    if spec.selector is not None:
+        record["selector"] = spec.selector.cache_key()
+    return record
 
 
 @dataclass
@@ -180,27 +300,12 @@ class ForgetSplit:
         Raises:
             ValueError: empty, duplicated, out-of-range indices, or D_f = D_train.
         """
-        forget = torch.as_tensor(forget, dtype=torch.long).flatten()
-        if forget.numel() == 0:
-            raise ValueError(
-                "the forget set is empty: no training sample matches the request; check the "
-                "classes/fraction or the indices file"
-            )
-        if forget.unique().numel() != forget.numel():
-            raise ValueError("forget indices contain duplicates; give each training index once")
-        if int(forget.min()) < 0 or int(forget.max()) >= num_train:
-            bad = int(forget.max()) if int(forget.max()) >= num_train else int(forget.min())
-            raise ValueError(
-                f"forget index {bad} is outside the training set (0..{num_train - 1}); the index "
-                "file was probably made for another dataset or split"
-            )
-        if forget.numel() == num_train:
-            raise ValueError("the forget set covers all of D_train, leaving no retain set")
+        forget = check_forget_index(forget, num_train, what="training sample")
         mask = torch.zeros(num_train, dtype=torch.bool)
         mask[forget] = True
-        spec_dict = asdict(spec) if isinstance(spec, ForgetSpec) else dict(spec or {})
+        spec_dict = spec_record(spec)
         return cls(
-            forget=forget.sort().values,
+            forget=forget,
             retain=(~mask).nonzero().flatten(),
             num_train=num_train,
             spec=spec_dict,
@@ -252,6 +357,60 @@ class ForgetSplit:
         return cls.from_indices(payload["forget"], num_train=num_train, spec=payload.get("spec"))
 
 
+def size_of(dataset: Any) -> int:
+    """``len(dataset)`` (a helper for typed call sites)."""
+    return len(dataset)
+
+
+class AttributedDataset(Dataset):
+    """``dataset[i]`` as ``(x, y, attributes)``: a wrapper for datasets without attributes.
+
+    Args:
+        dataset: a map-style dataset yielding ``(x, y, ...)``.
+        attributes: name → ``(N,)`` tensor of per-sample values.
+
+    Raises:
+        ValueError: an attribute does not have one value per sample.
+    """
+
+    def __init__(self, dataset: Dataset, attributes: Mapping[str, Tensor]) -> None:
+        n = len(dataset)  # type: ignore[arg-type]
+        for name, values in attributes.items():
+            if values.shape != (n,):
+                raise ValueError(f"attribute {name!r} has shape {tuple(values.shape)}, need ({n},)")
+        self.dataset, self.attributes = dataset, dict(attributes)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any, dict[str, Tensor]]:
+        item = self.dataset[index]
+        return item[0], item[1], {k: v[index] for k, v in self.attributes.items()}
+
+    def __getattr__(self, name: str) -> Any:  # targets, classes, num_classes, ... of the base
+        if name in ("dataset", "attributes"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def subset(self, indices: Tensor) -> AttributedDataset:
+        base = self.dataset
+        inner = base.subset(indices) if hasattr(base, "subset") else Subset(base, indices.tolist())
+        return AttributedDataset(inner, {k: v[indices] for k, v in self.attributes.items()})
+
+    def with_augment(self, flag: bool) -> AttributedDataset:
+        base = self.dataset
+        inner = base.with_augment(flag) if hasattr(base, "with_augment") else base
+        return AttributedDataset(inner, self.attributes)
+
+
+def _with_index(dataset: Any) -> Any:
+    """``dataset`` with the per-sample attribute ``index`` = its position (0..N-1)."""
+    index = torch.arange(len(dataset))
+    if hasattr(dataset, "with_attributes"):
+        return dataset.with_attributes(index=index)
+    return AttributedDataset(dataset, {"index": index})
+
+
 class IndexedSubset(Subset):
     """A :class:`~torch.utils.data.Subset` that keeps ``targets`` handy for evaluation."""
 
@@ -260,7 +419,53 @@ class IndexedSubset(Subset):
         return self.dataset.targets[torch.as_tensor(self.indices)]  # type: ignore[attr-defined]
 
 
-class UnlearningDataModule(L.LightningDataModule):
+class ForgetDataModule(L.LightningDataModule):
+    """What the vision and recommender DataModules share: a forget request and the streams.
+
+    Subclasses hold ``forget`` (the :class:`ForgetSpec`) and ``split`` (its resolved sets, or
+    ``None`` until a model-dependent request is selected), and provide ``set_forget`` and the
+    ``full_train_dataloader`` / ``forget_dataloader`` / ``retain_dataloader`` loaders; this base
+    turns them into the standard streams methods read (:meth:`stream_loader`) and into the
+    ``Trainer.fit`` loader of an attached method (:meth:`train_dataloader`).
+    """
+
+    forget: ForgetSpec
+    split: Any
+
+    def stream_loader(self, name: str) -> DataLoader | None:
+        """The standard streams methods read (:mod:`unlearnkit.streams`): ``forget`` and
+        ``retain`` shuffled, ``train`` unshuffled in dataset order; ``None`` for other names.
+
+        Raises:
+            ValueError: a model-dependent request was not resolved yet (no split).
+        """
+        if name in ("forget", "retain") and self.split is None:
+            raise ValueError(
+                f"the forget request {self.forget.label!r} is not resolved yet; call "
+                "select_forget(spec, model) first"
+            )
+        if name == "forget":
+            return self.forget_dataloader()
+        if name == "retain":
+            return self.retain_dataloader()
+        if name == "train":
+            return self.full_train_dataloader(shuffle=False)
+        return None
+
+    def train_dataloader(self) -> Any:
+        """The unlearning loader for ``Trainer.fit``: the streams the attached method reads."""
+        from lightning.pytorch.utilities import CombinedLoader
+
+        from unlearnkit.streams import open_streams
+
+        module = getattr(self.trainer, "lightning_module", None)
+        method = getattr(module, "method", None)
+        if not getattr(method, "iterative", False):  # one-shot methods run in on_fit_start
+            return self.forget_dataloader()
+        return CombinedLoader(open_streams(method, module.model, self), mode="max_size_cycle")
+
+
+class UnlearningDataModule(ForgetDataModule):
     """Base DataModule yielding the train, forget, retain and test splits.
 
     Subclasses implement :meth:`load` (returning in-memory train and test datasets with
@@ -277,7 +482,10 @@ class UnlearningDataModule(L.LightningDataModule):
         test_limit: likewise for the test set.
 
     Shapes:
-        Batches are ``(x, y)``: ``x`` (B, C, H, W) float32 normalised, ``y`` (B,) int64.
+        Batches are ``(x, y, attributes)``: ``x`` (B, C, H, W) float32 normalised, ``y`` (B,)
+        int64, ``attributes`` a dict of ``(B,)`` tensors with at least ``index`` (int64: the
+        position in D_train for train/forget/retain loaders, in D_test for test loaders) and the
+        dataset's own attributes (``group``, ``identity``, ...).
     """
 
     def __init__(
@@ -345,9 +553,55 @@ class UnlearningDataModule(L.LightningDataModule):
         self.forget = spec
         if self.train_set is None:
             self.setup()
+        elif spec.needs_model:
+            self.split = None
         else:
             self.split = self._resolve(self.train_set)
+        if spec.needs_model:
+            spec.draw_size(len(self.train_set))  # type: ignore[arg-type]  # a bad size fails now
         return self.split  # type: ignore[return-value]
+
+    def select_forget(self, spec: ForgetSpec, model: nn.Module) -> ForgetSplit:
+        """Resolve a request with a :class:`ForgetSelector` from the original model θ_o.
+
+        Args:
+            spec: the request (``spec.selector`` set).
+            model: θ_o.
+
+        Returns:
+            The split (also set as the current one).
+
+        Raises:
+            ValueError: ``spec`` has no selector, a bad size, or the selector's indices are
+                invalid (see :func:`check_forget_index`) or not ``size`` many.
+        """
+        if spec.selector is None:
+            raise ValueError(f"forget kind {spec.kind!r} has no selector; use set_forget(spec)")
+        self.set_forget(spec)
+        size = spec.draw_size(len(self.train_set))  # type: ignore[arg-type]
+        indices = torch.as_tensor(spec.selector.select(model, self, size=size)).long()
+        if indices.numel() != size:
+            raise ValueError(
+                f"{type(spec.selector).__name__}.select returned {indices.numel()} indices for a "
+                f"forget set of {size}; return exactly `size` distinct indices"
+            )
+        return self.set_split(
+            ForgetSplit.from_indices(indices, num_train=size_of(self.train_set), spec=spec)
+        )
+
+    def set_split(self, split: ForgetSplit) -> ForgetSplit:
+        """Use an explicit split (e.g. a cached selection) for the current request.
+
+        Raises:
+            ValueError: the split was made for a training set of another size.
+        """
+        n = size_of(self.train_set)
+        if split.num_train != n:
+            raise ValueError(
+                f"the forget split is for {split.num_train} training samples, this data has {n}"
+            )
+        self.split = split
+        return split
 
     def _resolve(self, train: Any) -> ForgetSplit:
         return self.forget.resolve(
@@ -365,12 +619,11 @@ class UnlearningDataModule(L.LightningDataModule):
         train = self._limit(train, self.train_limit)
         test = self._limit(test, self.test_limit)
         if self.forget.kind == "subclass":
-            from unlearnkit.datasets.tensors import with_superclasses
-
             groups = self.superclass_groups()
-            train, test = with_superclasses(train, groups), with_superclasses(test, groups)
-        self.split = self._resolve(train)
+            train, test = train.with_superclasses(groups), test.with_superclasses(groups)
+        train, test = _with_index(train), _with_index(test)
         self.train_set, self.test_set = train, test
+        self.split = None if self.forget.needs_model else self._resolve(train)
 
     def _limit(self, dataset: Any, limit: int | None) -> Any:
         if limit is None or limit >= len(dataset):
@@ -420,9 +673,13 @@ class UnlearningDataModule(L.LightningDataModule):
         return IndexedSubset(base, indices.tolist())
 
     def full_train_dataloader(self, *, shuffle: bool = True) -> DataLoader:
-        """D_train (the original model's data)."""
+        """D_train (the original model's data); ``shuffle=False``: in dataset order, without
+        augmentation."""
         self.setup()
-        return self._loader(self.train_set, train=shuffle)  # type: ignore[arg-type]
+        base = self.train_set
+        if not shuffle and hasattr(base, "with_augment"):
+            base = base.with_augment(False)
+        return self._loader(base, train=shuffle)  # type: ignore[arg-type]
 
     def forget_dataloader(self, *, shuffle: bool = True) -> DataLoader:
         """D_f; ``shuffle=False`` gives an evaluation loader without augmentation."""
@@ -484,18 +741,6 @@ class UnlearningDataModule(L.LightningDataModule):
         if len(self.test_split_indices()[1]):
             loaders["test_forget"] = self.test_split_dataloader(forgotten=True)
         return loaders
-
-    def train_dataloader(self) -> Any:
-        """The unlearning loader for ``Trainer.fit``: the splits the attached method reads."""
-        from unlearnkit.base import LossUnlearner
-        from unlearnkit.module import combined_loader
-
-        method = getattr(getattr(self.trainer, "lightning_module", None), "method", None)
-        if not isinstance(method, LossUnlearner):  # one-shot methods run in on_fit_start
-            return self.forget_dataloader()
-        return combined_loader(
-            method, {"forget": self.forget_dataloader(), "retain": self.retain_dataloader()}
-        )
 
     def test_dataloader(self) -> list[DataLoader]:
         """``[forget, retain, test(, test_forget)]`` in :data:`unlearnkit.module.EVAL_SPLITS` order."""

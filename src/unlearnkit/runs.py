@@ -3,7 +3,7 @@
 One experiment trains (or loads from the :class:`~unlearnkit.cache.ModelCache`) the original model
 θ_o on D_train and the retrained reference θ_r on D_r, applies each method to a copy of θ_o, and
 evaluates every model against θ_r. :class:`ExperimentBase` holds that loop;
-:class:`unlearnkit.experiment.Experiment` (classification) and
+:class:`unlearnkit.vision.experiment.Experiment` (classification) and
 :class:`unlearnkit.recsys.experiment.RecExperiment` (ranking) fill in how a model is built, keyed,
 trained and scored. :func:`run_requests` is the run-directory lifecycle around it: every request
 is resolved and the run directory claimed before anything is trained, an empty run directory is
@@ -35,7 +35,7 @@ from unlearnkit.base import LossUnlearner, Unlearner
 from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.evaluation.metrics import speedup
-from unlearnkit.module import default_trainer, fit_method, needs_retain, run_one_shot
+from unlearnkit.module import default_trainer, fit_method
 
 __all__ = [
     "ExperimentBase",
@@ -346,16 +346,37 @@ class ExperimentBase(ABC):
             "code": _code_fingerprint(type(self), type(self.evaluator)),
         }
 
+    def _select(self, spec: ForgetSpec, original: nn.Module) -> None:
+        """Resolve a request with a selector from θ_o, through the cache.
+
+        The selection is stored under a key of θ_o's cache entry, the data, the request's size
+        and the selector's :meth:`~unlearnkit.data.ForgetSelector.cache_key`, so a rerun reuses
+        it and a changed setting selects anew.
+        """
+        from unlearnkit.data import ForgetSplit, spec_record
+
+        key = {
+            "kind": "forget_selection",
+            "original": self._key("original", original),
+            "request": spec_record(spec),
+        }
+
+        def select() -> dict[str, Any]:
+            split = self.data.select_forget(spec, original)
+            return {"forget": split.forget, "num_train": split.num_train}
+
+        stored, hit = self.cache.get_or_evaluate(key, select, what=f"{spec.label} forget set")
+        split = ForgetSplit.from_indices(
+            stored["forget"], num_train=int(stored["num_train"]), spec=spec
+        )
+        self.data.set_split(split)
+
     def unlearn(self, method: Unlearner, original: nn.Module) -> tuple[nn.Module, float]:
         """Apply ``method`` to a copy of θ_o; returns ``(θ_u, seconds)``."""
         model = copy.deepcopy(original)
         start = time.perf_counter()
-        if isinstance(method, LossUnlearner):
-            retain = self.data.retain_dataloader() if needs_retain(method) else None
-            forget = self.data.forget_dataloader()
-            method.unlearn(model, forget, retain, trainer=self._trainer(method.epochs))
-        else:
-            run_one_shot(method, model, self.data)
+        trainer = self._trainer(method.epochs) if method.iterative else None
+        method.unlearn_from(model, self.data, trainer=trainer)
         return model.eval(), time.perf_counter() - start
 
     def evaluate_request(
@@ -373,6 +394,8 @@ class ExperimentBase(ABC):
         """
         self.data.set_forget(spec)
         original, t_orig, hit_o = self.original()
+        if spec.needs_model:
+            self._select(spec, original)
         retrained, t_ret, hit_r = self.retrained()
         collect = self._collector()
         outputs: dict[str, Any] = {}
@@ -406,6 +429,10 @@ class ExperimentBase(ABC):
             metrics.update(self._extra_metrics(name, original, method))
             rows.append(self._row(name, spec, metrics, out, params=method.get_params()))
         return rows, outputs
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("_") or "request"
 
 
 def run_requests(
@@ -459,6 +486,8 @@ def run_requests(
     try:
         for spec in forget:
             requests.append((spec, *exp.evaluate_request(spec, methods)))
+            if run_dir is not None:  # the exact indices, to repeat the run or publish them
+                exp.data.split.save(run_dir / "forget_sets" / f"{_slug(spec.label)}.json")
     except BaseException:
         if run_dir is not None and not any(run_dir.iterdir()):
             run_dir.rmdir()

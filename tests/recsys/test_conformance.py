@@ -111,7 +111,9 @@ def test_forgotten_pairs_mean_score_goes_down(name, original_state):
     assert mean_forgotten_score(model) < before - 0.1, name
 
 
-@pytest.mark.parametrize("name", [m for m in METHODS if "forget" in list_methods("recsys")[m].uses])
+@pytest.mark.parametrize(
+    "name", [m for m in METHODS if "forget" in list_methods("recsys")[m].streams]
+)
 def test_forget_readers_sink_the_items_below_edge_removal_alone(name, original_state):
     """Methods that read D_f do more than drop the edges: the forgotten items sink in the ranking."""
     baseline = fresh(original_state).set_graph(SPLIT.retain)
@@ -154,4 +156,4 @@ def test_hyperparameters_stored_unchanged(name):
     for key, param in inspect.signature(cls.__init__).parameters.items():
         if key != "self" and param.default is not inspect.Parameter.empty:
             assert getattr(method, key) == param.default
-    assert issubclass(cls, LossUnlearner) and set(cls.uses) <= {"forget", "retain"}
+    assert issubclass(cls, LossUnlearner) and set(cls.streams) <= {"forget", "retain"}

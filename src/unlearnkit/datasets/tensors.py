@@ -32,10 +32,13 @@ class TensorImageDataset(Dataset):
         fine_targets: Optional finer labels, shape ``(N,)``; defaults to ``targets``.
         fine_classes: Names of the fine labels; defaults to ``classes``.
         augment: Apply random padded crop + horizontal flip in ``__getitem__``.
+        attributes: Named per-sample attributes, each a tensor of shape ``(N,)`` (``index``,
+            ``group``, ``identity``, ...); kept by :meth:`subset`.
 
     Shapes:
         ``dataset[i]`` is ``(x, y)`` with ``x`` float32 ``(C, H, W)`` equal to
-        ``(images[i] / 255 - mean) / std`` (before augmentation) and ``y`` an int64 0-d tensor.
+        ``(images[i] / 255 - mean) / std`` (before augmentation) and ``y`` an int64 0-d tensor;
+        with attributes, ``(x, y, {name: attributes[name][i]})``.
 
     Raises:
         TypeError: If ``images`` or ``targets`` is not a tensor.
@@ -54,6 +57,7 @@ class TensorImageDataset(Dataset):
         fine_targets: Tensor | None = None,
         fine_classes: Sequence[str] | None = None,
         augment: bool = False,
+        attributes: Mapping[str, Tensor] | None = None,
     ) -> None:
         _check_images(images)
         self.images = images
@@ -67,6 +71,10 @@ class TensorImageDataset(Dataset):
             self.fine_targets = _check_labels(fine_targets, len(images), n_fine, "fine_targets")
         self.mean, self.std = _check_stats(mean, std, images.shape[1])
         self.augment = bool(augment)
+        self.attributes = {
+            name: _check_attribute(name, values, len(images))
+            for name, values in (attributes or {}).items()
+        }
         std_t = torch.tensor(self.std).view(-1, 1, 1)
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = torch.tensor(self.mean).view(-1, 1, 1) / std_t
@@ -79,11 +87,37 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
         image = self.images[index]
         if self.augment:
             image = random_crop_flip(image, _CROP_PADDING)
-        return image.float() * self._scale - self._shift, self.targets[index]
+        x = image.float() * self._scale - self._shift
+        if self.attributes:
+            return x, self.targets[index], {k: v[index] for k, v in self.attributes.items()}
+        return x, self.targets[index]
+
+    def with_attributes(self, **attributes: Tensor) -> TensorImageDataset:
+        """A shallow copy with these per-sample attributes added (or replaced).
+
+        Args:
+            **attributes: name → ``(N,)`` tensor.
+
+        Returns:
+            A new dataset sharing the images; ``self`` is unchanged.
+
+        Raises:
+            ValueError: an attribute is not ``(N,)``.
+        """
+        other = copy.copy(self)
+        other.attributes = {
+            **self.attributes,
+            **{k: _check_attribute(k, v, len(self)) for k, v in attributes.items()},
+        }
+        return other
+
+    def with_superclasses(self, groups: Mapping[str, Sequence[int]]) -> TensorImageDataset:
+        """:func:`with_superclasses` of this dataset (labels become superclass ids)."""
+        return with_superclasses(self, groups)
 
     def __repr__(self) -> str:
         c, h, w = self.images.shape[1:]
@@ -127,6 +161,7 @@ class TensorImageDataset(Dataset):
             fine_targets=self.fine_targets[idx],
             fine_classes=self.fine_classes,
             augment=self.augment,
+            attributes={k: v[idx] for k, v in self.attributes.items()},
         )
 
 
@@ -163,6 +198,7 @@ def with_superclasses(
         fine_targets=dataset.targets,
         fine_classes=dataset.classes,
         augment=dataset.augment,
+        attributes=dataset.attributes,
     )
 
 
@@ -240,6 +276,16 @@ def _check_labels(labels: Tensor, n: int, num_classes: int, name: str) -> Tensor
             f"got range {int(labels.min())}..{int(labels.max())}"
         )
     return labels
+
+
+def _check_attribute(name: str, values: Tensor, n: int) -> Tensor:
+    values = torch.as_tensor(values)
+    if values.shape != (n,):
+        raise ValueError(
+            f"attribute {name!r} must have shape ({n},), one value per image, got "
+            f"{tuple(values.shape)}"
+        )
+    return values
 
 
 def _check_stats(

@@ -1,14 +1,26 @@
 """Shared evaluation: collect outputs once, pure metric functions, the Evaluator, reports."""
 
 from unlearnkit.evaluation.collect import Outputs, collect
-from unlearnkit.evaluation.evaluator import Evaluator
+from unlearnkit.evaluation.evaluator import (
+    Accuracy,
+    Evaluator,
+    JSToRetrain,
+    MIAEfficacy,
+    MIAEntropyLR,
+    RetrainGap,
+    WorstGroupAccuracy,
+    default_metrics,
+)
+from unlearnkit.evaluation.metric import Metric, MetricContext
 from unlearnkit.evaluation.metrics import (
     AVG_GAP_KEYS,
+    OVER_UNLEARNING_TOLERANCE,
     accuracy,
     avg_gap,
     js_divergence,
     kl_divergence,
     over_unlearning,
+    over_unlearning_reasons,
     per_class_accuracy,
     speedup,
     tug_of_war,
@@ -18,7 +30,17 @@ from unlearnkit.evaluation.report import format_markdown_table, new_run_dir, wri
 
 __all__ = [
     "AVG_GAP_KEYS",
+    "OVER_UNLEARNING_TOLERANCE",
+    "Accuracy",
     "Evaluator",
+    "JSToRetrain",
+    "MIAEfficacy",
+    "MIAEntropyLR",
+    "Metric",
+    "MetricContext",
+    "RetrainGap",
+    "WorstGroupAccuracy",
+    "default_metrics",
     "Outputs",
     "accuracy",
     "avg_gap",
@@ -31,6 +53,7 @@ __all__ = [
     "mia_scores",
     "new_run_dir",
     "over_unlearning",
+    "over_unlearning_reasons",
     "per_class_accuracy",
     "prediction_entropy",
     "speedup",

@@ -9,7 +9,7 @@ costs one forward pass per split instead of one per metric (and never a batch-si
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,15 +28,20 @@ class Outputs:
         targets: ``(N,)`` int64 class ids in ``[0, C)``.
         losses: ``(N,)`` float32 per-sample cross-entropy in nats.
         features: ``(N, D)`` float32 penultimate features, or ``None`` when not collected.
+        attributes: named per-sample attributes the data carries, each ``(N,)``: ``index``
+            (position in D_train, or in D_test for test splits), and where the data has them
+            ``group``, ``identity``, ``superclass`` (what group metrics read).
 
     Raises:
-        ValueError: the shapes disagree (different ``N``, logits not 2-D, targets not 1-D).
+        ValueError: the shapes disagree (different ``N``, logits not 2-D, targets not 1-D, an
+            attribute not ``(N,)``).
     """
 
     logits: Tensor
     targets: Tensor
     losses: Tensor
     features: Tensor | None = None
+    attributes: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.logits.ndim != 2:
@@ -60,6 +65,12 @@ class Outputs:
                 f"Outputs.features must be ({n}, D), got {tuple(self.features.shape)}; "
                 "flatten the features per sample"
             )
+        for name, values in self.attributes.items():
+            if values.shape != (n,):
+                raise ValueError(
+                    f"Outputs.attributes[{name!r}] must be ({n},), got {tuple(values.shape)}; "
+                    "give one value per sample"
+                )
         self.logits = self.logits.float()
         self.targets = self.targets.long()
         self.losses = self.losses.float()
@@ -68,6 +79,19 @@ class Outputs:
 
     def __len__(self) -> int:
         return int(self.logits.shape[0])
+
+    def attribute(self, name: str) -> Tensor:
+        """The per-sample attribute ``name``, ``(N,)``.
+
+        Raises:
+            ValueError: the data carried no such attribute (names those it has, and the fix).
+        """
+        if name not in self.attributes:
+            raise ValueError(
+                f"the outputs have no attribute {name!r} (they have "
+                f"{sorted(self.attributes) or 'none'}); evaluate on a dataset that provides it"
+            )
+        return self.attributes[name]
 
     @property
     def num_classes(self) -> int:
@@ -108,6 +132,7 @@ class Outputs:
             targets=self.targets[:n],
             losses=self.losses[:n],
             features=None if self.features is None else self.features[:n],
+            attributes={k: v[:n] for k, v in self.attributes.items()},
         )
 
 
@@ -119,7 +144,7 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _split_batch(batch: Any, index: int) -> tuple[Tensor, Tensor]:
+def _split_batch(batch: Any, index: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise TypeError(
             f"batch {index} is a {type(batch).__name__}; the loader must yield (x, y) or "
@@ -131,7 +156,8 @@ def _split_batch(batch: Any, index: int) -> tuple[Tensor, Tensor]:
             f"batch {index} holds ({type(x).__name__}, {type(y).__name__}); x and y must be "
             "tensors (use the default collate_fn)"
         )
-    return x, y
+    attrs = batch[2] if len(batch) > 2 and isinstance(batch[2], dict) else {}
+    return x, y, attrs
 
 
 def collect(
@@ -151,7 +177,8 @@ def collect(
 
     Args:
         model: a classifier mapping ``x`` to logits ``(B, C)``.
-        loader: yields ``(x, y)`` or ``(x, y, *rest)``; ``rest`` (indices, group ids) is ignored.
+        loader: yields ``(x, y)``, ``(x, y, attributes)`` (a dict of ``(B,)`` tensors, kept in
+            ``Outputs.attributes``) or ``(x, y, *rest)`` (``rest`` ignored).
         device: where to run; defaults to the device of the model's first parameter (CPU for a
             model without parameters). Batches are moved there; the model is not.
         features: also collect ``model.features(x)`` flattened to ``(B, D)`` (one extra call of
@@ -177,11 +204,14 @@ def collect(
     logits_parts: list[Tensor] = []
     target_parts: list[Tensor] = []
     feature_parts: list[Tensor] = []
+    attr_parts: dict[str, list[Tensor]] = {}
     model.eval()
     try:
         with torch.inference_mode():
             for index, batch in enumerate(loader):
-                x, y = _split_batch(batch, index)
+                x, y, attrs = _split_batch(batch, index)
+                for name, values in attrs.items():
+                    attr_parts.setdefault(name, []).append(torch.as_tensor(values).reshape(-1))
                 x = x.to(run_device, non_blocking=True)
                 y = y.to(run_device, non_blocking=True)
                 logits = model(x)
@@ -213,4 +243,5 @@ def collect(
         targets=all_targets.cpu(),
         losses=losses.cpu(),
         features=torch.cat(feature_parts).cpu() if features else None,
+        attributes={k: torch.cat(v).cpu() for k, v in attr_parts.items()},
     )

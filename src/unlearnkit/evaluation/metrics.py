@@ -18,11 +18,13 @@ from unlearnkit.evaluation.collect import Outputs
 
 __all__ = [
     "AVG_GAP_KEYS",
+    "OVER_UNLEARNING_TOLERANCE",
     "accuracy",
     "avg_gap",
     "js_divergence",
     "kl_divergence",
     "over_unlearning",
+    "over_unlearning_reasons",
     "per_class_accuracy",
     "speedup",
     "tug_of_war",
@@ -30,6 +32,15 @@ __all__ = [
 
 #: Metrics averaged by :func:`avg_gap` (Jia et al. 2023; Fan et al. 2024).
 AVG_GAP_KEYS: tuple[str, ...] = ("forget/ua", "retain/acc", "test/acc", "mia/efficacy")
+
+#: How far (a fraction: 0.1 = ten points) an unlearned model may land past the retrained model
+#: on a metric before it is flagged as over-unlearned — the one tolerance every evaluator and
+#: report uses (:func:`over_unlearning`, :func:`over_unlearning_reasons`).
+OVER_UNLEARNING_TOLERANCE: float = 0.1
+
+#: Metrics where *lower* than the retrained model means damage, and those where *higher* does.
+_LOWER_IS_DAMAGE = ("forget/acc", "retain/acc", "test/acc")
+_HIGHER_IS_DAMAGE = ("mia/efficacy",)
 
 
 def _check_nonempty(outputs: Outputs, name: str) -> None:
@@ -147,7 +158,7 @@ def kl_divergence(p_logits: Tensor | Outputs, q_logits: Tensor | Outputs) -> flo
         ValueError: shapes differ, or an input is empty or not 2-D.
     """
     log_p, log_q = _log_prob_pair(p_logits, q_logits)
-    return float(_kl_rows(log_p, log_q).mean())
+    return max(0.0, float(_kl_rows(log_p, log_q).mean()))  # no -1e-19 from float rounding
 
 
 def js_divergence(p_logits: Tensor | Outputs, q_logits: Tensor | Outputs) -> float:
@@ -175,7 +186,7 @@ def js_divergence(p_logits: Tensor | Outputs, q_logits: Tensor | Outputs) -> flo
     log_p, log_q = _log_prob_pair(p_logits, q_logits)
     log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
     rows = 0.5 * _kl_rows(log_p, log_m) + 0.5 * _kl_rows(log_q, log_m)
-    return float(rows.mean())
+    return max(0.0, float(rows.mean()))  # float rounding can give -1e-19 for equal inputs
 
 
 def _lookup(values: Mapping[str, float], key: str, name: str) -> float:
@@ -290,7 +301,9 @@ def speedup(retrain_seconds: float, unlearn_seconds: float) -> float:
     return retrain_seconds / unlearn_seconds
 
 
-def over_unlearning(forget_acc_u: float, forget_acc_r: float, *, tolerance: float = 0.1) -> bool:
+def over_unlearning(
+    forget_acc_u: float, forget_acc_r: float, *, tolerance: float = OVER_UNLEARNING_TOLERANCE
+) -> bool:
     """Whether the unlearned model forgot *more* than retraining would (``acc_u < acc_r - tol``).
 
     Driving forget accuracy far below the retrained model's (which still generalizes to most of the
@@ -315,3 +328,45 @@ def over_unlearning(forget_acc_u: float, forget_acc_r: float, *, tolerance: floa
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     return forget_acc_u < forget_acc_r - tolerance
+
+
+def over_unlearning_reasons(
+    unlearned: Mapping[str, float],
+    retrained: Mapping[str, float],
+    *,
+    tolerance: float = OVER_UNLEARNING_TOLERANCE,
+) -> list[str]:
+    """Why an unlearned model is flagged: every Avg. Gap metric on which it lands far past θ_r.
+
+    A method over-unlearns when it forgets more than retraining would — forget accuracy far below
+    θ_r's, MIA-efficacy far above (the "Streisand effect", Chundawat et al., AAAI 2023,
+    arXiv:2205.08096) — or when it damages the model: retain or test accuracy far below θ_r's
+    (a collapsed model also "forgets" class-forgetting sets perfectly, where θ_r's forget
+    accuracy is 0 and the forget accuracy alone can never flag it).
+
+    Args:
+        unlearned: metrics of the unlearned model (fractions): any of ``forget/acc``,
+            ``retain/acc``, ``test/acc``, ``mia/efficacy``.
+        retrained: the same metrics of θ_r.
+        tolerance: allowed distance as a fraction (default :data:`OVER_UNLEARNING_TOLERANCE`).
+
+    Returns:
+        One line per flagged metric, e.g. ``"retain/acc 0.110 vs retrain's 0.998"``; empty when
+        none is flagged. Metrics missing from either mapping, or NaN, are skipped.
+
+    Raises:
+        ValueError: ``tolerance < 0``.
+    """
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    reasons = []
+    for key in (*_LOWER_IS_DAMAGE, *_HIGHER_IS_DAMAGE):
+        if key not in unlearned or key not in retrained:
+            continue
+        mine, ref = float(unlearned[key]), float(retrained[key])
+        if not (math.isfinite(mine) and math.isfinite(ref)):
+            continue
+        worse = mine < ref - tolerance if key in _LOWER_IS_DAMAGE else mine > ref + tolerance
+        if worse:
+            reasons.append(f"{key} {mine:.3f} vs retrain's {ref:.3f}")
+    return reasons

@@ -27,7 +27,7 @@ import torch
 
 from unlearnkit.atomic import atomic_write_bytes
 from unlearnkit.evaluation import plots
-from unlearnkit.evaluation.metrics import over_unlearning
+from unlearnkit.evaluation.metrics import OVER_UNLEARNING_TOLERANCE, over_unlearning_reasons
 
 __all__ = [
     "REPORT_COLUMNS",
@@ -250,22 +250,17 @@ def _has_forget_and_test(metrics: Mapping[str, Any]) -> bool:
 
 def _warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     reference = next((row for row in rows if row["method"] == "retrain"), None)
-    if reference is None or reference["metrics"].get("forget/acc") is None:
+    if reference is None:
         return []
-    forget_r = float(reference["metrics"]["forget/acc"])
     notes = []
     for row in rows:
-        forget_u = row["metrics"].get("forget/acc")
-        if row["method"] == "retrain" or forget_u is None:
+        if row["method"] in ("retrain", "original"):
             continue
-        forget_u = float(forget_u)
-        if not (0.0 <= forget_u <= 1.0 and 0.0 <= forget_r <= 1.0):
-            continue
-        if over_unlearning(forget_u, forget_r):
+        reasons = over_unlearning_reasons(row["metrics"], reference["metrics"])
+        if reasons:
             notes.append(
-                f"> **Warning:** `{row['method']}` forget accuracy {100 * forget_u:.2f}% is more "
-                f"than 10 points below retrain's {100 * forget_r:.2f}% (over-unlearning: the "
-                "forget set now stands out from unseen data)."
+                f"> **Warning:** `{row['method']}` over-unlearned: {'; '.join(reasons)} (more "
+                f"than {100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
             )
     return notes
 

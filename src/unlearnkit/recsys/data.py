@@ -18,18 +18,17 @@ import importlib
 import json
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from unlearnkit.atomic import atomic_write_bytes
-from unlearnkit.data import ForgetSpec
+from unlearnkit.data import ForgetDataModule, ForgetSpec, check_forget_index, spec_record
 from unlearnkit.datasets.interactions import InteractionData, check_edges
 
 __all__ = [
@@ -189,26 +188,10 @@ class ForgetEdges:
             ValueError: empty forget set, duplicated or out-of-range indices, or ``D_f = D_train``.
         """
         n = int(train_edges.size(1))
-        index = torch.as_tensor(forget_index, dtype=torch.long).flatten()
-        if index.numel() == 0:
-            raise ValueError(
-                "the forget set is empty: no training interaction matches the request; check the "
-                "ids / fraction or the edge file"
-            )
-        if index.unique().numel() != index.numel():
-            raise ValueError("forget edge indices contain duplicates; give each training edge once")
-        bad = _out_of_range(index, n)
-        if bad is not None:
-            raise ValueError(
-                f"forget edge index {bad} is outside the training edges (0..{n - 1}); pass "
-                "column indices of the training graph"
-            )
-        if index.numel() == n:
-            raise ValueError("the forget set covers every training interaction, leaving no D_r")
-        index = index.sort().values
+        index = check_forget_index(forget_index, n, what="training edge")
         mask = torch.zeros(n, dtype=torch.bool)
         mask[index] = True
-        spec_dict = asdict(spec) if isinstance(spec, ForgetSpec) else dict(spec or {})
+        spec_dict = spec_record(spec)
         return cls(
             forget=train_edges[:, mask].clone(),
             retain=train_edges[:, ~mask].clone(),
@@ -377,20 +360,6 @@ def _lost(forget_ids: Tensor, retain_ids: Tensor, size: int) -> Tensor:
     return (had & ~kept).nonzero().flatten()
 
 
-def _draw_size(spec: ForgetSpec, n: int, what: str) -> int:
-    if (spec.fraction is None) == (spec.count is None):
-        raise ValueError(
-            f"{spec.kind} forgetting needs ids=[...] or exactly one of fraction=(0,1) or count=k"
-        )
-    if spec.fraction is not None:
-        if not 0 < spec.fraction < 1:
-            raise ValueError(f"fraction must be in (0, 1), got {spec.fraction}")
-        return max(1, round(spec.fraction * n))
-    if not 0 < int(spec.count) <= n:  # type: ignore[arg-type]
-        raise ValueError(f"count must be in 1..{n} ({what}), got {spec.count}")
-    return int(spec.count)  # type: ignore[arg-type]
-
-
 def resolve_forget_edges(
     spec: ForgetSpec, train_edges: Tensor, num_users: int, num_items: int
 ) -> ForgetEdges:
@@ -446,11 +415,11 @@ def resolve_forget_edges(
         if bad is not None:
             raise ValueError(f"unknown {spec.kind} id {bad}: {valid}")
     elif by_edge:
-        size = _draw_size(spec, n_edges, f"{n_edges} training interactions")
+        size = spec.draw_size(n_edges, "training interactions")
         ids = torch.randperm(n_edges, generator=gen)[:size]
     else:
         present = torch.unique(train_edges[row])
-        size = _draw_size(spec, int(present.numel()), f"{present.numel()} {spec.kind}s with edges")
+        size = spec.draw_size(int(present.numel()), f"{spec.kind}s with edges")
         ids = present[torch.randperm(present.numel(), generator=gen)[:size]]
     index = ids if by_edge else torch.isin(train_edges[row], ids).nonzero().flatten()
     return ForgetEdges.from_index(
@@ -461,7 +430,7 @@ def resolve_forget_edges(
 # ------------------------------------------------------------------------------------------
 # DataModules
 # ------------------------------------------------------------------------------------------
-class RecDataModule(L.LightningDataModule):
+class RecDataModule(ForgetDataModule):
     """Base DataModule of recommender unlearning: forget / retain edge loaders over a graph.
 
     Subclasses implement :meth:`load` (returning an
@@ -590,18 +559,6 @@ class RecDataModule(L.LightningDataModule):
     def retain_dataloader(self, *, shuffle: bool = True) -> DataLoader:
         """``D_r`` pairs, ``batch_size`` per batch."""
         return edge_loader(self.retain_edges, self.batch_size, shuffle=shuffle)
-
-    def train_dataloader(self) -> Any:
-        """The unlearning loader for ``Trainer.fit``: the splits the attached method reads."""
-        from unlearnkit.base import LossUnlearner
-        from unlearnkit.module import combined_loader
-
-        method = getattr(getattr(self.trainer, "lightning_module", None), "method", None)
-        if not isinstance(method, LossUnlearner):
-            return self.forget_dataloader()
-        return combined_loader(
-            method, {"forget": self.forget_dataloader(), "retain": self.retain_dataloader()}
-        )
 
     def test_dataloader(self) -> DataLoader:
         """Test users in batches of ``eval_batch_size`` (the evaluation ranks all items for them)."""

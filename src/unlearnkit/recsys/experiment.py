@@ -1,6 +1,6 @@
 """The recommender `unlearnkit run` job: original → retrained → methods → ranking evaluation → report.
 
-The ranking twin of :mod:`unlearnkit.experiment`: the original LightGCN / BPR-MF model is trained
+The ranking twin of :mod:`unlearnkit.vision.experiment`: the original LightGCN / BPR-MF model is trained
 with BPR on ``D_train``, the retrained reference from scratch on ``D_r`` (both cached by a hash
 of their config in the same :class:`~unlearnkit.cache.ModelCache` as the vision models), each
 method unlearns a copy of the original, and :class:`~unlearnkit.recsys.module.RecEvaluator`

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from unlearnkit.base import LossUnlearner, Unlearner
 from unlearnkit.datasets.interactions import InteractionData
-from unlearnkit.evaluation.metrics import over_unlearning
+from unlearnkit.evaluation.metrics import OVER_UNLEARNING_TOLERANCE, over_unlearning
 from unlearnkit.evaluation.ranking import (
     forget_metrics,
     forgotten_pair_ranks,
@@ -148,7 +148,7 @@ def fit_rec_method(
     Args:
         method: the loss-based method.
         model: modified in place.
-        loaders: ``{"forget": ..., "retain": ...}``; only the splits in ``method.uses`` are read.
+        loaders: ``{"forget": ..., "retain": ...}``; only the streams ``method.streams`` declares are read.
         trainer: optional Trainer; its ``max_epochs`` must equal ``method.epochs``.
 
     Returns:
@@ -214,7 +214,9 @@ class RecEvaluator:
         batch_size: users per score matrix.
         mia_seed: seed of the never-interacted pairs.
         over_unlearning_tolerance: allowed shortfall of forget recall@max(K) below the
-            retrained model's, as a fraction (0.05 = five points).
+            retrained model's, as a fraction (default
+            :data:`~unlearnkit.evaluation.metrics.OVER_UNLEARNING_TOLERANCE`, shared with the
+            classification evaluator).
         max_divergence_users: at most this many affected users (a seeded draw) enter the
             divergence.
     """
@@ -225,7 +227,7 @@ class RecEvaluator:
         ks: Sequence[int] = (10, 20),
         batch_size: int = 1024,
         mia_seed: int = 0,
-        over_unlearning_tolerance: float = 0.05,
+        over_unlearning_tolerance: float = OVER_UNLEARNING_TOLERANCE,
         max_divergence_users: int = 4096,
     ) -> None:
         self.ks = tuple(ks)

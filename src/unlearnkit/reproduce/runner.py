@@ -1,8 +1,8 @@
-"""Run a table's grid through :func:`unlearnkit.experiment.run_experiment`, aggregate, format.
+"""Run a table's grid through :func:`unlearnkit.vision.experiment.run_experiment`, aggregate, format.
 
 Each (arch, seed) is one ``unlearnkit run`` job: the experiment config of the spec, parsed and
 instantiated by the ``run`` command's own parser (:func:`unlearnkit.cli.run_parser`) and run by
-:func:`~unlearnkit.experiment.run_experiment` with every forget request of the grid, so originals
+:func:`~unlearnkit.vision.experiment.run_experiment` with every forget request of the grid, so originals
 and retrained references come from (and go to) the same model cache as ``unlearnkit run``.
 """
 
@@ -368,7 +368,7 @@ def build_config(
 def run_table(spec: TableSpec, options: ReproduceOptions) -> tuple[str, Path]:
     """Run the grid of ``spec`` and write ``table.md`` and ``results.json`` to a new run dir.
 
-    Vision tables run through :func:`~unlearnkit.experiment.run_experiment`, recommender tables
+    Vision tables run through :func:`~unlearnkit.vision.experiment.run_experiment`, recommender tables
     (a :class:`~unlearnkit.recsys.data.RecDataModule` as data) through
     :func:`unlearnkit.recsys.experiment.run_rec_table`; both with :func:`run_grid`.
 

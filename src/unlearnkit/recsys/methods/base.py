@@ -307,8 +307,8 @@ class RecLossUnlearner(LossUnlearner):
             self.epoch_over == "forget"
             and forget is not None
             and retain is not None
-            and "retain" in self.uses
-            and "forget" in self.uses
+            and "retain" in self.streams
+            and "forget" in self.streams
         ):
             batch = _loader_batch_size(retain)
             retain = edge_loader(
@@ -350,20 +350,22 @@ class RecLossUnlearner(LossUnlearner):
             self.finish(model)
         return model
 
-    def unlearn(
+    def apply(
         self,
         model: nn.Module,
-        forget: DataLoader,
-        retain: DataLoader | None = None,
+        loaders: Mapping[str, DataLoader],
         *,
         trainer: Any | None = None,
     ) -> nn.Module:
-        """Forget the pairs of ``forget`` in place (see the class docstring); return ``model``.
+        """Forget the pairs of ``loaders["forget"]`` in place (see the class docstring).
+
+        Called by :meth:`~unlearnkit.base.Unlearner.unlearn` (``unlearn(model, forget, retain)``)
+        and :meth:`~unlearnkit.base.Unlearner.unlearn_from` (a ``RecDataModule``) with the
+        declared streams' loaders over (user, item) pairs.
 
         Args:
             model: the original recommender, graph = ``D_train``; modified in place.
-            forget: loader over the forgotten (user, item) pairs ``D_f``.
-            retain: loader over ``D_r``; required when ``requires_retain``.
+            loaders: ``forget`` (D_f pairs) and, when declared, ``retain`` (D_r pairs).
             trainer: optional Lightning ``Trainer`` with ``max_epochs == epochs``.
 
         Returns:
@@ -371,10 +373,10 @@ class RecLossUnlearner(LossUnlearner):
 
         Raises:
             TypeError: ``model`` is not a recommender.
-            ValueError: empty forget set, missing retain loader, an unknown user/item id, or a
-                forgotten pair that is not an edge of the model's graph.
+            ValueError: an unknown user/item id, or a forgotten pair that is not an edge of the
+                model's graph.
         """
-        self.check_inputs(model, forget, retain)
+        forget, retain = loaders["forget"], loaders.get("retain")
         self._check_model(model)
         forget_edges = loader_edges(forget)
         name = type(self).__name__

@@ -173,8 +173,7 @@ class E2URec(RecLossUnlearner):
             model without ``nn.Embedding`` tables.
     """
 
-    requires_retain: ClassVar[bool] = True
-    uses: ClassVar[tuple[str, ...]] = ("forget", "retain")
+    streams: ClassVar[tuple[str, ...]] = ("forget", "retain")
     epoch_over: ClassVar[Literal["longest", "forget"]] = "forget"
 
     def __init__(

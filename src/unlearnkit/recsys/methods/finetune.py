@@ -40,8 +40,7 @@ class RecFineTune(RecLossUnlearner):
     """
 
     method_name: ClassVar[str] = "FineTune"
-    requires_retain: ClassVar[bool] = True
-    uses: ClassVar[tuple[str, ...]] = ("retain",)
+    streams: ClassVar[tuple[str, ...]] = ("retain",)
 
     def __init__(
         self,

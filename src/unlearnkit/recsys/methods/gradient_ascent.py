@@ -32,7 +32,7 @@ class RecGradientAscent(RecLossUnlearner):
     """
 
     method_name: ClassVar[str] = "GradientAscent"
-    uses: ClassVar[tuple[str, ...]] = ("forget",)
+    streams: ClassVar[tuple[str, ...]] = ("forget",)
 
     def __init__(
         self,

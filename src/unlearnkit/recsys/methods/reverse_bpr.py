@@ -77,8 +77,7 @@ class ReverseBPR(RecLossUnlearner):
         ValueError: no retain loader; a negative weight (at setup).
     """
 
-    requires_retain: ClassVar[bool] = True
-    uses: ClassVar[tuple[str, ...]] = ("forget", "retain")
+    streams: ClassVar[tuple[str, ...]] = ("forget", "retain")
     epoch_over: ClassVar[Literal["longest", "forget"]] = "forget"
 
     def __init__(

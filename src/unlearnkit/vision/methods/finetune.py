@@ -26,8 +26,7 @@ class FineTune(LossUnlearner):
         ValueError: no retain loader.
     """
 
-    requires_retain: ClassVar[bool] = True
-    uses: ClassVar[tuple[str, ...]] = ("retain",)
+    streams: ClassVar[tuple[str, ...]] = ("retain",)
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ class GradientAscent(LossUnlearner):
     Args: see :class:`~unlearnkit.base.LossUnlearner` (defaults: 5 epochs, SGD lr 1e-3).
     """
 
-    uses: ClassVar[tuple[str, ...]] = ("forget",)
+    streams: ClassVar[tuple[str, ...]] = ("forget",)
 
     def __init__(
         self,
@@ -57,8 +57,7 @@ class NegGradPlus(LossUnlearner):
         ValueError: no retain loader; ``alpha`` outside [0, 1] (at the first step).
     """
 
-    requires_retain: ClassVar[bool] = True
-    uses: ClassVar[tuple[str, ...]] = ("forget", "retain")
+    streams: ClassVar[tuple[str, ...]] = ("forget", "retain")
 
     def __init__(
         self,

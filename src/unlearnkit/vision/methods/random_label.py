@@ -40,8 +40,7 @@ class RandomLabel(LossUnlearner):
         ValueError: no retain loader; a model whose output has fewer than 2 classes.
     """
 
-    requires_retain: ClassVar[bool] = True
-    uses: ClassVar[tuple[str, ...]] = ("union",)
+    streams: ClassVar[tuple[str, ...]] = ("union",)
 
     def __init__(
         self,
@@ -60,7 +59,8 @@ class RandomLabel(LossUnlearner):
         self.generator_ = torch.Generator().manual_seed(self.seed)
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
-        x, y, from_forget = batch.union  # type: ignore[misc]
+        x, y = batch.union
+        from_forget = batch.union.attr("from_forget")
         logits = model(x)
         num_classes = logits.shape[-1]
         if num_classes < 2:

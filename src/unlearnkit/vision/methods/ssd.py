@@ -406,7 +406,9 @@ class SSD(Unlearner):
         ValueError: see :meth:`unlearn`.
     """
 
-    requires_retain: ClassVar[bool] = True  # D_r (or D_train through ``train=``) gives I_D
+    #: D_f gives I_F; D_train gives I_D (from a DataModule: D_train in dataset order; from
+    #: ``unlearn(model, forget, retain)``: D_r followed by D_f unless ``train=`` is passed).
+    streams: ClassVar[tuple[str, ...]] = ("forget", "retain", "train")
 
     def __init__(
         self,
@@ -433,8 +435,16 @@ class SSD(Unlearner):
         self.cache = cache
         self.cache_dir = cache_dir
 
-    # -- public entry point --------------------------------------------------------------------
-    def unlearn(
+    # -- entry point -----------------------------------------------------------------------------
+    def apply(
+        self, model: nn.Module, loaders: Mapping[str, Any], *, trainer: Any | None = None
+    ) -> nn.Module:
+        """Dampen ``model`` in place with the declared streams (see :meth:`_dampen`)."""
+        return self._dampen(
+            model, loaders["forget"], loaders.get("retain"), train=loaders.get("train")
+        )
+
+    def _dampen(
         self,
         model: nn.Module,
         forget: DataLoader,
@@ -459,7 +469,6 @@ class SSD(Unlearner):
                 hyper-parameters; an importance with NaN/Inf (names the parameter); a cache entry
                 holding another key.
         """
-        self.check_inputs(model, forget, retain if train is None else train)
         self._check_hyperparameters()
         eligible = list(select_params(model, self.layers))
         forget_loader = self._rebatch(forget)

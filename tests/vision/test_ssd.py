@@ -173,7 +173,7 @@ def test_unlearn_matches_slow_reference(use_train, tmp_path):
     model, ref = make_net(), make_net()
     ref.train()
     kwargs = {"train": dl["train"]} if use_train else {}
-    method = SSD(alpha=2.0, cache_dir=str(tmp_path))
+    method = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     method.unlearn(model, dl["forget"], dl["retain"], **kwargs)
     train_ds = (
         dl["train"].dataset
@@ -219,7 +219,7 @@ def test_by_label_order_is_a_stable_sort_and_it_matters(tmp_path):
     assert [int(ds[i][0]) for i in range(6)] == [1, 3, 2, 5, 0, 4]
     dl = loaders()
     sorted_run, given_run = (
-        SSD(alpha=2.0, cache=False),
+        SSD(alpha=2.0, cache=False, order="by_label"),
         SSD(alpha=2.0, cache=False, order="as_given"),
     )
     sorted_run.unlearn(make_net(), dl["forget"], train=dl["train"])
@@ -240,8 +240,10 @@ def test_missing_training_data_is_an_error():
     dl = loaders()
     with pytest.raises(ValueError, match="needs a retain set"):
         SSD(cache=False).unlearn(make_net(), dl["forget"], None)
-    # train= alone is enough
-    SSD(cache=False, alpha=2.0).unlearn(make_net(), dl["forget"], train=dl["train"])
+    # train= alone is enough for the orders that read it
+    SSD(cache=False, alpha=2.0, order="by_label").unlearn(
+        make_net(), dl["forget"], train=dl["train"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -332,13 +334,13 @@ def test_augmentation_is_switched_off_for_the_importances():
         images, targets, mean=[0.5], std=[0.25], classes=list("abc"), augment=True
     )
     forget = DataLoader(ds.subset(targets == 0), batch_size=8, shuffle=True)
-    train = DataLoader(ds, batch_size=8, shuffle=True)
+    train = DataLoader(ds, batch_size=8)
     outs = []
     for seed in (1, 2):
         torch.manual_seed(0)
         model = Net()
         torch.manual_seed(seed)  # the augmentation's RNG: must not matter
-        SSD(alpha=1.0, cache=False).unlearn(model, forget, train=train)
+        SSD(alpha=1.0, cache=False, order="by_label").unlearn(model, forget, train=train)
         outs.append(flat(model))
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
 
@@ -387,7 +389,7 @@ def test_second_request_reuses_cached_train_importance(tmp_path):
     n_train_batches = -(-len(x) // 64)
 
     first_model = make_net()
-    first = SSD(alpha=2.0, cache_dir=str(tmp_path))
+    first = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     first.unlearn(first_model, forget[0], train=train)
     files = list((tmp_path / "importance").glob("*.pt"))
     assert not first.cache_hit_ and len(files) == 1 and files[0] == first.cache_path_
@@ -395,25 +397,29 @@ def test_second_request_reuses_cached_train_importance(tmp_path):
     assert first_model.calls == n_train_batches + -(-int((y == 0).sum()) // 64)
 
     model = make_net()  # same original weights: a second forget request
-    second = SSD(alpha=2.0, cache_dir=str(tmp_path))
+    second = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     second.unlearn(model, forget[1], train=train)
     assert second.cache_hit_ and second.cache_path_ == files[0]
     assert model.calls == -(-int((y == 1).sum()) // 64)  # only the D_f pass ran
     for n, v in first.importance_train_.items():
         torch.testing.assert_close(second.importance_train_[n], v, rtol=0, atol=0)
     uncached = make_net()
-    SSD(alpha=2.0, cache=False).unlearn(uncached, forget[1], train=train)
+    SSD(alpha=2.0, order="by_label", cache=False).unlearn(uncached, forget[1], train=train)
     torch.testing.assert_close(flat(model), flat(uncached), rtol=0, atol=0)
     assert files[0].stat().st_mtime_ns == stamp  # never rewritten
 
     # Another original model, other data, another definition: other keys, new entries.
-    SSD(alpha=2.0, cache_dir=str(tmp_path)).unlearn(make_net(seed=5), forget[0], train=train)
-    SSD(alpha=2.0, cache_dir=str(tmp_path), batch_size=32).unlearn(
+    SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path)).unlearn(
+        make_net(seed=5), forget[0], train=train
+    )
+    SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path), batch_size=32).unlearn(
         make_net(), forget[0], train=train
     )
     half = DataLoader(TensorDataset(x[:100], y[:100]), batch_size=32)
-    SSD(alpha=2.0, cache_dir=str(tmp_path)).unlearn(make_net(), forget[0], train=half)
-    lf = LFSSD(alpha=2.0, cache_dir=str(tmp_path))
+    SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path)).unlearn(
+        make_net(), forget[0], train=half
+    )
+    lf = LFSSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     lf.unlearn(make_net(), forget[0], train=train)
     assert not lf.cache_hit_
     assert len(list((tmp_path / "importance").glob("*.pt"))) == 5
@@ -423,7 +429,7 @@ def test_second_request_reuses_cached_train_importance(tmp_path):
 
 def test_cache_entry_with_another_key_is_refused(tmp_path):
     dl = loaders()
-    method = SSD(alpha=2.0, cache_dir=str(tmp_path))
+    method = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     method.unlearn(make_net(), dl["forget"], train=dl["train"])
     path = method.cache_path_
     blob = torch.load(path, weights_only=True)
@@ -431,16 +437,20 @@ def test_cache_entry_with_another_key_is_refused(tmp_path):
     torch.save(blob, path)
     before = path.read_bytes()
     with pytest.raises(ValueError, match="holds another key"):
-        SSD(alpha=2.0, cache_dir=str(tmp_path)).unlearn(make_net(), dl["forget"], train=dl["train"])
+        SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path)).unlearn(
+            make_net(), dl["forget"], train=dl["train"]
+        )
     assert path.read_bytes() == before
 
 
 def test_cache_off_writes_nothing_and_default_dir_is_used(tmp_path, monkeypatch):
     dl = loaders()
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "default"))
-    SSD(alpha=2.0, cache=False).unlearn(make_net(), dl["forget"], train=dl["train"])
+    SSD(alpha=2.0, order="by_label", cache=False).unlearn(
+        make_net(), dl["forget"], train=dl["train"]
+    )
     assert not (tmp_path / "default").exists()
-    method = SSD(alpha=2.0)
+    method = SSD(alpha=2.0, order="by_label")
     method.unlearn(make_net(), dl["forget"], train=dl["train"])
     assert method.cache_path_.parent == tmp_path / "default" / "importance"
     assert method.cache_path_.is_file()

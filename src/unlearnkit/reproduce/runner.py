@@ -28,6 +28,7 @@ from unlearnkit.evaluation.report import format_value, is_percent_metric, is_sec
 from unlearnkit.reproduce.tables import TableSpec
 
 __all__ = [
+    "NOT_AVAILABLE",
     "Aggregate",
     "ReproduceOptions",
     "aggregate",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: What the paper column shows for a cell whose number could not be read.
+NOT_AVAILABLE = "n/a (not available offline)"
 
 #: Column headers of well-known metric keys (others show the key itself).
 LABELS = {
@@ -267,7 +271,13 @@ def format_report(
         if (cell := spec.paper_cell(arch, row, metric)) is not None
     ]
     missing = [c for c in cells if c[3].value is None]
-    if missing:
+    if not spec.paper_comparison:
+        lines.append(
+            "No number of the paper for this setting could be read offline, so this table "
+            "compares nothing with the paper; its targets are the trend checks below."
+        )
+        lines.append("")
+    elif missing:
         lines.append(
             f"{len(missing)} of the {len(cells)} paper cells for these archs are empty in "
             f"`{spec.name}.csv` (not obtainable offline; never guessed): "
@@ -275,22 +285,27 @@ def format_report(
             + (", ..." if len(missing) > 6 else "")
         )
         lines.append("")
-    if len(missing) < len(cells):
+    if cells:
         lines.append(
             "| arch | row | metric | ours | paper | Δ (ours − paper) | setting matches | source |"
         )
         lines.append("| --- | --- | --- | ---: | ---: | ---: | --- | --- |")
-    elif not cells:
+    else:
         lines.append(f"`{spec.name}.csv` has no paper cell for these archs.")
     for arch, row, metric, cell in cells:
-        if cell.value is not None:
-            agg = stats.get((arch, row), {}).get(metric)
+        agg = stats.get((arch, row), {}).get(metric)
+        matches = "yes" if cell.setting_matches else f"no: {cell.note}"
+        if cell.value is None:
+            paper, delta, source = NOT_AVAILABLE, "—", cell.source
+        else:
+            paper = f"{cell.value:.2f}"
             delta = f"{_display(metric, agg.mean) - cell.value:+.2f}" if agg is not None else "—"
-            matches = "yes" if cell.setting_matches else f"no: {cell.note}"
-            lines.append(
-                f"| {arch} | {row} | {LABELS.get(metric, metric)} | {_cell(metric, agg)} "
-                f"| {cell.value:.2f} | {delta} | {matches} | {cell.source} |"
-            )
+            kind = {True: " (primary)", False: " (secondary)", None: ""}[cell.primary]
+            source = f"{cell.source}{kind}"
+        lines.append(
+            f"| {arch} | {row} | {LABELS.get(metric, metric)} | {_cell(metric, agg)} "
+            f"| {paper} | {delta} | {matches} | {source} |"
+        )
     if spec.checks:
         lines += ["", "## Trend checks (the paper's claims on our numbers)", ""]
         lines.append("| arch | claim | ours | target | status |")

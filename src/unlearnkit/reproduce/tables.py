@@ -7,6 +7,8 @@ A table ``<name>`` is two files:
     title: one line
     paper: the source paper (title, venue, arXiv id)
     notes: free text printed under the table (what differs from the paper, and why)
+    paper_comparison: true   # false when no paper number for this setting could be read (the
+                             # CSV then only names the cells; the report prints them as n/a)
     experiment:          # an `unlearnkit run` config without forget/arch/seed (the grid sets them)
       data: {class_path: ..., init_args: {...}}
       training: {...}
@@ -29,11 +31,16 @@ A table ``<name>`` is two files:
       max_requests: 1
 
 ``<name>.csv`` — the paper's numbers, one cell per line, columns
-``table,setting,row,metric,paper_value,source,setting_matches,note``: ``setting`` is the arch the
-cell is compared with; ``paper_value`` is in the units our table prints (percent for accuracies
-and attack rates, seconds for times) or empty when the number could not be obtained; ``source``
-names the paper and table; ``setting_matches`` is ``yes`` or ``no`` and ``note`` says what
-differs (data set, architecture, schedule).
+``table,setting,row,metric,paper_value,source,primary,setting_matches,note``: ``setting`` is the
+arch the cell is compared with; ``paper_value`` is in the units our table prints (percent for
+accuracies and attack rates, seconds for times) or empty when the number could not be read
+(the report then prints "n/a (not available offline)"); ``source`` names the paper and table and,
+for a filled cell, where the number was read (URL or repository file); ``primary`` is ``yes``
+(the paper or its authors' repository) or ``no`` (a third party's report) for a filled cell and
+empty for an empty one; ``setting_matches`` is ``yes`` or ``no`` and ``note`` says what differs
+(data set, architecture, schedule).
+
+A table with ``paper_comparison: true`` (the default) must have at least one filled cell.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ CSV_COLUMNS = (
     "metric",
     "paper_value",
     "source",
+    "primary",
     "setting_matches",
     "note",
 )
@@ -84,6 +92,8 @@ class PaperCell:
         source: paper and table number.
         setting_matches: whether our data/arch/schedule equal the paper's.
         note: what differs.
+        primary: for a filled cell, whether its source is the paper or its authors' code (True)
+            or a third party's report (False); None for an empty cell.
     """
 
     setting: str
@@ -93,6 +103,7 @@ class PaperCell:
     source: str
     setting_matches: bool
     note: str
+    primary: bool | None = None
 
 
 @dataclass
@@ -117,6 +128,12 @@ class TableSpec:
     checks: list[dict[str, Any]]
     smoke: dict[str, Any]
     paper_cells: list[PaperCell] = field(default_factory=list)
+    paper_comparison: bool = True
+
+    @property
+    def filled_cells(self) -> list[PaperCell]:
+        """The paper cells that hold a number."""
+        return [c for c in self.paper_cells if c.value is not None]
 
     def paper_cell(self, setting: str, row: str, metric: str) -> PaperCell | None:
         """The paper's cell for (arch, row, metric), if the CSV has one."""
@@ -177,7 +194,10 @@ def load_table(name: str) -> TableSpec:
         columns=[str(c) for c in _require(doc, "columns", list, path)],
         checks=list(doc.get("checks", [])),
         smoke=dict(doc.get("smoke", {})),
+        paper_comparison=doc.get("paper_comparison", True),
     )
+    if not isinstance(spec.paper_comparison, bool):
+        raise ValueError(f"table spec {path}: 'paper_comparison' must be true or false")
     for check in spec.checks:
         kinds = [k for k in _CHECK_KINDS if k in check]
         if len(kinds) != 1 or "row" not in check or "metric" not in check:
@@ -215,6 +235,12 @@ def _load_cells(path: Path, spec: TableSpec) -> list[PaperCell]:
             value = float(raw) if raw else None
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{where}: paper_value must be a finite number or empty")
+            allowed = ("yes", "no") if value is not None else ("",)
+            if rec["primary"] not in allowed:
+                raise ValueError(
+                    f"{where}: primary must be {' or '.join(map(repr, allowed))} for "
+                    f"{'a filled' if value is not None else 'an empty'} cell, got {rec['primary']!r}"
+                )
             cells.append(
                 PaperCell(
                     setting=rec["setting"],
@@ -224,6 +250,7 @@ def _load_cells(path: Path, spec: TableSpec) -> list[PaperCell]:
                     source=rec["source"],
                     setting_matches=rec["setting_matches"] == "yes",
                     note=rec["note"],
+                    primary=None if value is None else rec["primary"] == "yes",
                 )
             )
     return cells

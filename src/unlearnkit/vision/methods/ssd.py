@@ -17,9 +17,11 @@ LF-SSD (Foster, Schoepf & Brintrup, "Loss-Free Machine Unlearning", ICLR 2024 Ti
 arXiv 2402.19308, method section) keeps everything but the importance: the sensitivity of the
 squared L2 norm of the output, ``mean |d ||f(x)||² / dθ|``, so no labels are needed.
 
-``I_D`` does not depend on the forget request, so it is cached on disk per (weights of the original
-model, training data, importance definition); a second forget request on the same original model
-only pays for the D_f pass.
+``I_D`` is cached on disk per (weights of the original model, training data in the order it is
+read, importance definition). In the reference code's order (D_r, then D_f) the batches of ``I_D``
+depend on the forget request, so only a repeated request hits the cache; with
+``order="by_label"`` or ``"as_given"`` over ``train=`` a second forget request on the same
+original model only pays for the D_f pass.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ImportanceDefinition = Literal["batch_empirical", "per_sample"]
-BatchOrder = Literal["by_label", "as_given"]
+BatchOrder = Literal["reference", "retain_then_forget", "by_label", "as_given"]
+_ORDERS = ("reference", "retain_then_forget", "by_label", "as_given")
 LossKind = Literal["cross_entropy", "l2_output"]
 
 #: Bump when the meaning of a cached importance changes (keys of older entries then miss).
@@ -274,7 +277,8 @@ def _labels(dataset: Dataset) -> Tensor | None:
 
 def sort_by_label(dataset: Dataset) -> Dataset:
     """``dataset`` re-ordered by a stable sort on its labels (batches then hold one class each,
-    except at class boundaries) — the order of the SSD reference code's class-wise loaders.
+    except at class boundaries) — SSD's ``order="by_label"``; the reference code's class-wise
+    loaders hold D_r sorted this way followed by D_f (SSD's ``order="reference"``).
 
     Args:
         dataset: a map-style dataset yielding ``(x, y, ...)`` with scalar class ids ``y``.
@@ -346,14 +350,36 @@ class SSD(Unlearner):
     over batches of 64, unshuffled; see :func:`~unlearnkit.influence.fisher_diagonal`), and every
     parameter is eligible. Training-mode flags are restored afterwards and ``.grad`` is untouched.
 
-    Data: ``I_D`` is computed over ``train`` when given (``unlearnkit run`` passes D_train),
-    else over ``ConcatDataset([retain.dataset, forget.dataset])``. Loaders are rebuilt from their
-    ``.dataset`` with ``batch_size`` samples per batch, unshuffled, without augmentation (datasets
-    with ``with_augment``) and, with ``order="by_label"``, stably sorted by label: the reference
-    code builds D_r and D_f class by class, so its batches hold one class each. The
-    ``batch_empirical`` importance depends strongly on this. With class-wise batches the forget
-    class fills about ``N_f / N`` of the batches of D, so ``I_D >= (N_f / N) · I_F`` and only
-    ``α < N / N_f`` can select anything: the paper's α = 10 fits its 1-5 % forget sets, but
+    Data: the reference code builds the loader of ``I_D`` as
+    ``DataLoader(ConcatDataset((retain_train, forget_train)), batch_size)``, unshuffled: D_r first,
+    then D_f (``forget_full_class_main.py``, ``forget_subclass_main.py`` and
+    ``forget_random_main.py`` all do this). Its class-wise experiments build ``retain_train`` class
+    by class in ascending order (``build_retain_forget_sets``), its random-forgetting experiment
+    takes both parts from ``random_split`` (random order). ``order`` picks the batches of ``I_D``:
+
+    * ``"reference"`` (default; the class-wise experiments): D_r stably sorted by label, then D_f
+      stably sorted by label (one class: unchanged). Forgetting class 0 of 0-9 reads classes
+      1, ..., 9, 0. Built from ``retain`` and ``forget``; ``train``, if given, is only checked to
+      hold ``|D_r| + |D_f|`` samples.
+    * ``"retain_then_forget"`` (the random-forgetting experiment): D_r then D_f, each in its
+      dataset's own order (ours are index order, which for CIFAR-10 and Fashion-MNIST mixes the
+      classes like the reference's ``random_split``). Also built from ``retain`` and ``forget``.
+    * ``"by_label"``: D_train (``train``, else D_r ∪ D_f) stably sorted by label, 0, 1, ...;
+      class-wise batches too, but the forget class sits at its label's place, which moves the
+      batch boundaries (different ``I_D``; cached once for all forget requests).
+    * ``"as_given"``: ``train``'s dataset in its own order (else D_r then D_f as given); fully
+      label-free for LF-SSD.
+
+    Loaders are rebuilt from their ``.dataset`` with ``batch_size`` samples per batch, unshuffled,
+    without augmentation (datasets with ``with_augment``): D_f and D_r are sets, their loaders'
+    shuffling is ignored. A ``train`` loader that is not an unshuffled ``DataLoader`` (e.g.
+    ``shuffle=True``) is refused with ``ValueError`` when ``batch_size`` is set and ``order`` reads
+    it (``"by_label"``, ``"as_given"``); with ``batch_size=None`` a given ``train`` is honoured as
+    given in every order (its own order and batches).
+
+    The ``batch_empirical`` importance depends strongly on the batches. With class-wise batches
+    the forget class fills about ``N_f / N`` of the batches of D, so ``I_D >= (N_f / N) · I_F`` and
+    only ``α < N / N_f`` can select anything: the paper's α = 10 fits its 1-5 % forget sets, but
     selects (almost) nothing when one of 10 balanced classes is forgotten. With mixed batches
     (``order="as_given"`` on shuffled data) the class gradients cancel in ``I_D`` and far more
     parameters pass (on Fashion-MNIST a third of a small CNN's weights, retain accuracy 92 % →
@@ -381,8 +407,10 @@ class SSD(Unlearner):
         power: exponent of ``|grad|`` (2 = Fisher, SSD; 1 = LF-SSD).
         batch_size: batch size of both importance passes (reference: 64); ``None`` uses the
             given loaders as they are (order and batching).
-        order: ``"by_label"`` (stable sort by label: class-wise batches, as the reference code)
-            or ``"as_given"`` (the datasets' own order; fully label-free for LF-SSD).
+        order: batches of ``I_D`` (see Data above): ``"reference"`` (D_r by label, then D_f; the
+            reference's class-wise experiments), ``"retain_then_forget"`` (D_r, then D_f, as
+            given; its random-forgetting experiment), ``"by_label"`` (D_train sorted by label)
+            or ``"as_given"`` (``train`` as given).
         layers: name prefixes of the eligible parameters (e.g. ``["layer4", "fc"]``, see
             :func:`~unlearnkit.influence.select_params`); ``None``: every parameter with
             ``requires_grad``. Others are never dampened.
@@ -419,7 +447,7 @@ class SSD(Unlearner):
         loss: LossKind = "cross_entropy",
         power: float = 2.0,
         batch_size: int | None = 64,
-        order: BatchOrder = "by_label",
+        order: BatchOrder = "reference",
         layers: list[str] | None = None,
         cache: bool = True,
         cache_dir: str | None = None,
@@ -458,21 +486,25 @@ class SSD(Unlearner):
             model: the original model θ_o; modified in place (eval-mode importances).
             forget: loader over D_f.
             retain: loader over D_r; used for ``I_D`` (as D_r ∪ D_f) only when ``train`` is None.
-            train: loader over D_train for ``I_D`` (preferred; what ``unlearnkit run`` passes).
+            train: loader over D_train for ``I_D`` with ``order="by_label"``/``"as_given"``
+                (what ``unlearnkit run`` passes; then ``retain`` is not needed); with the
+                reference orders only its size is checked. Must be an unshuffled ``DataLoader``
+                unless ``batch_size=None`` (then used as given, in every order).
 
         Returns:
             ``model``, now θ_u.
 
         Raises:
             TypeError: ``model`` is not an ``nn.Module``.
-            ValueError: empty forget set; neither ``retain`` nor ``train`` given; bad
-                hyper-parameters; an importance with NaN/Inf (names the parameter); a cache entry
-                holding another key.
+            ValueError: empty forget set; neither ``retain`` nor ``train`` given; no ``retain``
+                for the reference orders; a shuffled ``train`` that would be rebuilt; ``train``
+                not of size ``|D_r| + |D_f|``; bad hyper-parameters; an importance with NaN/Inf
+                (names the parameter); a cache entry holding another key.
         """
         self._check_hyperparameters()
         eligible = list(select_params(model, self.layers))
         forget_loader = self._rebatch(forget)
-        train_loader = self._rebatch(train) if train is not None else self._union(forget, retain)
+        train_loader = self._train_loader(forget, retain, train)
 
         start = time.perf_counter()
         importance_train = self._train_importance(model, train_loader, eligible)
@@ -518,8 +550,10 @@ class SSD(Unlearner):
             raise ValueError(
                 f"{name}: importance must be 'batch_empirical' or 'per_sample', got {self.importance!r}"
             )
-        if self.order not in ("by_label", "as_given"):
-            raise ValueError(f"{name}: order must be 'by_label' or 'as_given', got {self.order!r}")
+        if self.order not in _ORDERS:
+            raise ValueError(
+                f"{name}: order must be one of {', '.join(map(repr, _ORDERS))}, got {self.order!r}"
+            )
         if self.loss not in ("cross_entropy", "l2_output"):
             raise ValueError(
                 f"{name}: loss must be 'cross_entropy' or 'l2_output', got {self.loss!r}"
@@ -537,9 +571,20 @@ class SSD(Unlearner):
         # alpha / lam are checked by ssd_dampening_factors; check them before the expensive passes
         ssd_dampening_factors({}, {}, alpha=float(self.alpha), lam=float(self.lam))
 
+    def _sorted(self, dataset: Dataset) -> Dataset:
+        """``dataset`` stably sorted by label, or a one-line error naming the label-free orders."""
+        labels = _labels(dataset)
+        if labels is None or labels.dtype.is_floating_point:
+            raise ValueError(
+                f"{type(self).__name__} order={self.order!r} sorts by label, and "
+                f"{type(dataset).__name__} has no scalar integer labels; pass "
+                "order='retain_then_forget' or order='as_given'"
+            )
+        return Subset(dataset, torch.argsort(labels, stable=True).tolist())
+
     def _prepare(self, dataset: Dataset) -> Dataset:
         dataset = _without_augment(dataset)
-        return sort_by_label(dataset) if self.order == "by_label" else dataset
+        return self._sorted(dataset) if self.order in ("reference", "by_label") else dataset
 
     def _rebatch(self, loader: DataLoader) -> Iterable:
         if self.batch_size is None:
@@ -558,15 +603,50 @@ class SSD(Unlearner):
             collate_fn=getattr(loader, "collate_fn", None),
         )
 
+    def _train_loader(
+        self, forget: DataLoader, retain: DataLoader | None, train: DataLoader | None
+    ) -> Iterable:
+        """The loader of ``I_D`` for ``self.order`` (see the class docstring, Data)."""
+        name = type(self).__name__
+        if train is not None and self.batch_size is None:
+            return train  # honoured as given: its own order and batches
+        if self.order in ("reference", "retain_then_forget"):
+            if retain is None:
+                raise ValueError(
+                    f"{name} order={self.order!r} reads D_r then D_f and needs retain= (the D_r "
+                    "loader); pass it, or order='by_label'/'as_given' to read train= alone"
+                )
+            if train is not None:
+                sizes = [len(d.dataset) for d in (train, retain, forget)]  # type: ignore[arg-type]
+                if sizes[0] != sizes[1] + sizes[2]:
+                    raise ValueError(
+                        f"{name}: train= holds {sizes[0]} samples, not |D_r| + |D_f| = "
+                        f"{sizes[1]} + {sizes[2]}; pass loaders over D_train, D_r and D_f of one split"
+                    )
+            return self._union(forget, retain)
+        if train is None:
+            return self._union(forget, retain)
+        if not _is_sequential(train):
+            raise ValueError(
+                f"{name}: train= is not an unshuffled DataLoader, and batch_size="
+                f"{self.batch_size} would rebuild it in another order; pass "
+                "DataLoader(..., shuffle=False), or batch_size=None to use its batches as given"
+            )
+        return self._rebatch(train)
+
     def _union(self, forget: DataLoader, retain: DataLoader | None) -> Iterable:
-        """D = D_r ∪ D_f as ``ConcatDataset([retain, forget])`` (the reference's order)."""
+        """D as ``ConcatDataset([D_r, D_f])`` (the reference's ``full_train_dl``), ordered."""
         assert retain is not None  # check_inputs guarantees it (requires_retain)
-        datasets = [_without_augment(retain.dataset), _without_augment(forget.dataset)]
-        union = ConcatDataset(datasets)
-        batch_size = self.batch_size or forget.batch_size or 1
+        retain_ds, forget_ds = _without_augment(retain.dataset), _without_augment(forget.dataset)
+        if self.order == "reference":
+            union: Dataset = ConcatDataset([self._sorted(retain_ds), self._sorted(forget_ds)])
+        elif self.order == "by_label":
+            union = self._sorted(ConcatDataset([retain_ds, forget_ds]))
+        else:
+            union = ConcatDataset([retain_ds, forget_ds])
         return DataLoader(
-            sort_by_label(union) if self.order == "by_label" else union,
-            batch_size=batch_size,
+            union,
+            batch_size=self.batch_size or forget.batch_size or 1,
             shuffle=False,
             num_workers=getattr(forget, "num_workers", 0),
             collate_fn=getattr(forget, "collate_fn", None),
@@ -686,7 +766,7 @@ class LFSSD(SSD):
         loss: LossKind = "l2_output",
         power: float = 1.0,
         batch_size: int | None = 64,
-        order: BatchOrder = "by_label",
+        order: BatchOrder = "reference",
         layers: list[str] | None = None,
         cache: bool = True,
         cache_dir: str | None = None,

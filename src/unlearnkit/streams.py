@@ -10,7 +10,8 @@ A method declares what it reads in one class attribute, ``streams``: any of the 
   whole training set, e.g. SSD's I_D),
 
 or a :class:`Stream` object the method defines itself (a subset of D_f chosen from the model,
-a re-ordered D_train, ...). A :class:`StreamSource` (a DataModule, or the loaders a user passed
+a re-ordered D_train, ...). Standard streams a method can use but does without are named in
+``optional_streams``. A :class:`StreamSource` (a DataModule, or the loaders a user passed
 to ``unlearn``) gives the standard loaders; :func:`open_streams` builds what a method declared.
 
 Batches are ``(x, y)`` or ``(x, y, attributes)`` where ``attributes`` maps names (``index``:
@@ -298,6 +299,14 @@ def _is_empty(loader: Iterable) -> bool:
         return False
 
 
+_HOW_TO_PASS = {
+    "forget": "pass forget=<DataLoader over D_f>",
+    "retain": "pass retain=<DataLoader over D_r (D_train minus the forget set)>",
+    "train": "pass train=<unshuffled DataLoader over D_train>, or retain=<DataLoader over D_r> "
+    "(D_train is then D_r followed by D_f)",
+}
+
+
 def open_streams(method: Any, model: Any, source: StreamSource) -> dict[str, Iterable[Any]]:
     """The loaders of every stream ``method`` declares, from ``source``.
 
@@ -320,6 +329,7 @@ def open_streams(method: Any, model: Any, source: StreamSource) -> dict[str, Ite
     """
     name = type(method).__name__
     streams = declared_streams(method)
+    optional = tuple(getattr(method, "optional_streams", ()))
     forget = source.stream_loader("forget")
     if forget is None or _is_empty(forget):
         raise ValueError(f"{name}: the forget set is empty; pass a loader over at least one sample")
@@ -332,15 +342,16 @@ def open_streams(method: Any, model: Any, source: StreamSource) -> dict[str, Ite
         loaders = {p: source.stream_loader(p) for p in parts}
         for part, loader in loaders.items():
             if loader is None or _is_empty(loader):
-                raise ValueError(
-                    f"{name} needs a {part} set: pass {part}=<DataLoader over "
-                    f"{'D_r (D_train minus the forget set)' if part == 'retain' else part}>"
-                )
+                raise ValueError(f"{name} needs a {part} set: {_HOW_TO_PASS[part]}")
         if stream == "union":
             out[stream] = union_loader(
                 loaders["forget"], loaders["retain"], seed=int(getattr(method, "seed", 0))
             )
         else:
             out[stream] = loaders[stream]  # type: ignore[assignment]
+    for part in optional:  # opened when the source has them, else absent
+        loader = source.stream_loader(part)
+        if loader is not None and not _is_empty(loader):
+            out.setdefault(part, loader)
     out.setdefault("forget", forget)
     return out

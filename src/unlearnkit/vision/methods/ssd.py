@@ -436,7 +436,9 @@ class SSD(Unlearner):
 
     #: D_f gives I_F; D_train gives I_D (from a DataModule: D_train in dataset order; from
     #: ``unlearn(model, forget, retain)``: D_r followed by D_f unless ``train=`` is passed).
-    streams: ClassVar[tuple[str, ...]] = ("forget", "retain", "train")
+    streams: ClassVar[tuple[str, ...]] = ("forget", "train")
+    #: D_r: the reference orders build I_D from D_r then D_f (``train`` is then only checked).
+    optional_streams: ClassVar[tuple[str, ...]] = ("retain",)
 
     def __init__(
         self,

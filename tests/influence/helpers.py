@@ -80,6 +80,32 @@ def slow_per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, loss_fn=F.cros
     return {n: torch.stack(v) for n, v in out.items()}
 
 
+def linear_model(d_in: int = 4, n_classes: int = 3, seed: int = 0) -> nn.Linear:
+    """A single float64 ``nn.Linear``: its gradients have a closed form (see below)."""
+    torch.manual_seed(seed)
+    return nn.Linear(d_in, n_classes).double()
+
+
+def linear_closed_form_grads(
+    model: nn.Linear, x: Tensor, y: Tensor | None = None, loss: str = "ce"
+) -> dict[str, Tensor]:
+    """Per-sample gradients of a linear model ``z = W x + b`` written out by hand (no autograd).
+
+    ``loss="ce"``: softmax cross-entropy, ``dL/dz = softmax(z) - onehot(y)``;
+    ``loss="l2"``: ``||z||^2``, ``dL/dz = 2 z``. Then ``grad_W = dL/dz x^T`` and ``grad_b = dL/dz``.
+    """
+    with torch.no_grad():
+        z = x @ model.weight.T + model.bias
+        if loss == "ce":
+            dz = torch.softmax(z, dim=1)
+            dz[torch.arange(len(y)), y] -= 1.0
+        elif loss == "l2":
+            dz = 2.0 * z
+        else:
+            raise ValueError(loss)
+        return {"weight": dz[:, :, None] * x[:, None, :], "bias": dz}
+
+
 def slow_ssd_importance(model: nn.Module, dl, loss_fn=F.cross_entropy, power: float = 2.0):
     """Re-implementation of the SSD reference loop: .backward() per batch, |grad|^p summed,
     divided by len(dataloader)."""

@@ -74,9 +74,10 @@ def slow_per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, loss_fn=F.cros
     out = {n: [] for n in names}
     for i in range(x.shape[0]):
         loss = loss_fn(model(x[i : i + 1]), y[i : i + 1])
-        grads = torch.autograd.grad(loss, list(model.parameters()))
-        for n, g in zip(names, grads, strict=True):
-            out[n].append(g)
+        params = list(model.parameters())
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for n, p, g in zip(names, params, grads, strict=True):
+            out[n].append(torch.zeros_like(p) if g is None else g)  # unused: gradient 0
     return {n: torch.stack(v) for n, v in out.items()}
 
 

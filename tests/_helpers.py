@@ -140,3 +140,45 @@ def run_failing(tmp_path: Path, capsys, base: dict, watch: Path, **over) -> tupl
     assert snapshot(watch) == before
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     return code, capsys.readouterr().err.strip().splitlines()
+
+
+# -- conformance: hyperparameters ------------------------------------------------------------
+_OTHER_CHOICE = {
+    "optimizer": {"sgd": "adam", "adam": "sgd"},
+    "lr_schedule": {"constant": "cosine", "cosine": "constant"},
+    "importance": {"batch_empirical": "per_sample"},
+    "loss": {"cross_entropy": "l2_output", "l2_output": "cross_entropy"},
+    "order": {"by_label": "as_given"},
+    "distribution": {"user": "pair"},
+}
+
+
+def non_default_kwargs(cls: type) -> dict:
+    """A non-default value for every keyword of ``cls.__init__`` that has a default.
+
+    Numbers are moved (int + 1, float halved or 0.25 when 0), booleans flipped, known string
+    choices swapped, ``cache_dir=None`` becomes a path: so "the argument is stored as given" is a
+    check that a constructor ignoring or overriding an argument fails.
+    """
+    import inspect
+
+    out = {}
+    for key, param in inspect.signature(cls.__init__).parameters.items():
+        d = param.default
+        if key == "self" or d is inspect.Parameter.empty:
+            continue
+        if isinstance(d, bool):
+            out[key] = not d
+        elif isinstance(d, int):
+            out[key] = d + 1
+        elif isinstance(d, float):
+            out[key] = d / 2 if d else 0.25
+        elif isinstance(d, str):
+            out[key] = _OTHER_CHOICE[key][d]
+        elif key == "cache_dir":
+            out[key] = "/tmp/unlearnkit-test-not-written"
+        elif key == "layers":
+            out[key] = ["head"]
+        else:
+            raise AssertionError(f"{cls.__name__}: no non-default value for {key}={d!r}")
+    return out

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from _helpers import TinyMLP
+from _helpers import TinyMLP, non_default_kwargs
 from unlearnkit import list_methods
 from unlearnkit.base import LossUnlearner
 from unlearnkit.streams import declared_streams
@@ -89,8 +89,12 @@ def test_forget_loss_goes_up(name, trained_mlp, blob_splits):
 def test_missing_retain_set_is_an_error(name, trained_mlp, blob_splits):
     method = make_method(name)
     if not method.requires_retain:
-        model = fresh(trained_mlp)
+        # It runs without D_r, changes the model, and does exactly what it does when given D_r.
+        model, with_retain = fresh(trained_mlp), fresh(trained_mlp)
         assert method.unlearn(model, blob_splits["forget"], None) is model
+        make_method(name).unlearn(with_retain, blob_splits["forget"], blob_splits["retain"])
+        assert not torch.allclose(flat(model), flat(fresh(trained_mlp)))
+        torch.testing.assert_close(flat(model), flat(with_retain), rtol=0, atol=0)
         return
     with pytest.raises(ValueError, match="needs a retain set"):
         method.unlearn(fresh(trained_mlp), blob_splits["forget"], None)
@@ -107,12 +111,12 @@ def test_bad_inputs(name, trained_mlp, blob_splits):
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_hyperparameters_stored_unchanged(name):
+def test_hyperparameters_stored_as_given(name):
     cls = list_methods()[name]
-    method = cls()
-    params = inspect.signature(cls.__init__).parameters
-    for key, param in params.items():
-        if key != "self" and param.default is not inspect.Parameter.empty:
-            assert getattr(method, key) == param.default
+    kwargs = non_default_kwargs(cls)
+    assert kwargs, name
+    method = cls(**kwargs)
+    for key, value in kwargs.items():
+        assert getattr(method, key) == value, key
     if issubclass(cls, LossUnlearner):
         assert set(declared_streams(method)) <= {"forget", "retain", "union"}

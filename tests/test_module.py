@@ -31,6 +31,13 @@ def test_fit_then_test_reports_metrics_that_match_the_evaluator():
     expected = Evaluator().evaluate(model, dm.eval_dataloaders())
     for key in ("forget/acc", "retain/acc", "test/acc", "test_forget/acc", "mia/efficacy"):
         assert abs(logged[key] - expected[key]) < 1e-6, key
+    # accuracies also recounted here, independently of the Evaluator: argmax == label per split
+    model.eval()
+    for split, loader in dm.eval_dataloaders().items():
+        with torch.no_grad():
+            hits = [(model(x).argmax(1) == y) for x, y, *_ in loader]
+        acc = float(torch.cat(hits).double().mean())
+        assert abs(logged[f"{split}/acc"] - acc) < 1e-6, split  # logged as float32
 
 
 class _Recorder(Unlearner):

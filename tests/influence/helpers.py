@@ -74,10 +74,37 @@ def slow_per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, loss_fn=F.cros
     out = {n: [] for n in names}
     for i in range(x.shape[0]):
         loss = loss_fn(model(x[i : i + 1]), y[i : i + 1])
-        grads = torch.autograd.grad(loss, list(model.parameters()))
-        for n, g in zip(names, grads, strict=True):
-            out[n].append(g)
+        params = list(model.parameters())
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for n, p, g in zip(names, params, grads, strict=True):
+            out[n].append(torch.zeros_like(p) if g is None else g)  # unused: gradient 0
     return {n: torch.stack(v) for n, v in out.items()}
+
+
+def linear_model(d_in: int = 4, n_classes: int = 3, seed: int = 0) -> nn.Linear:
+    """A single float64 ``nn.Linear``: its gradients have a closed form (see below)."""
+    torch.manual_seed(seed)
+    return nn.Linear(d_in, n_classes).double()
+
+
+def linear_closed_form_grads(
+    model: nn.Linear, x: Tensor, y: Tensor | None = None, loss: str = "ce"
+) -> dict[str, Tensor]:
+    """Per-sample gradients of a linear model ``z = W x + b`` written out by hand (no autograd).
+
+    ``loss="ce"``: softmax cross-entropy, ``dL/dz = softmax(z) - onehot(y)``;
+    ``loss="l2"``: ``||z||^2``, ``dL/dz = 2 z``. Then ``grad_W = dL/dz x^T`` and ``grad_b = dL/dz``.
+    """
+    with torch.no_grad():
+        z = x @ model.weight.T + model.bias
+        if loss == "ce":
+            dz = torch.softmax(z, dim=1)
+            dz[torch.arange(len(y)), y] -= 1.0
+        elif loss == "l2":
+            dz = 2.0 * z
+        else:
+            raise ValueError(loss)
+        return {"weight": dz[:, :, None] * x[:, None, :], "bias": dz}
 
 
 def slow_ssd_importance(model: nn.Module, dl, loss_fn=F.cross_entropy, power: float = 2.0):

@@ -43,7 +43,7 @@ def test_model_hvp_matches_explicit_hessian() -> None:
     out = model_hvp(model, x, y, v)
     assert model.training
     ref = unflatten_dict(H @ flatten_dict(v), like)
-    assert max_rel_err(out, ref) <= 1e-5
+    assert max_rel_err(out, ref) <= 1e-10
 
 
 def test_model_hvp_param_subset_and_batchnorm_eval() -> None:
@@ -58,7 +58,7 @@ def test_model_hvp_param_subset_and_batchnorm_eval() -> None:
     assert model.training and model.bn.training
     assert list(out) == names
     ref = unflatten_dict(H @ flatten_dict(v), like)
-    assert max_rel_err(out, ref) <= 1e-5
+    assert max_rel_err(out, ref) <= 1e-10
 
 
 def test_model_hvp_loader_weights_batches_by_size() -> None:

@@ -48,7 +48,23 @@ def test_bpr_batch_loss_with_l2_by_hand():
     reg = bpr_batch_loss(mf, users, pos, neg, reg_weight=0.1)
     assert reg.item() == pytest.approx(softplus(-2.0) + 0.4, rel=1e-12)
     reg.backward()
-    assert mf.user_embedding.weight.grad is not None
+    # d/d(diff) softplus(-diff) = -sigma(-2) per triple, / B = 2; diff_0 = u0 (i0 - i2),
+    # diff_1 = u1 (i0 - i1); the L2 term adds lambda * 2 e / B for every occurrence of e.
+    s = 1.0 / (1.0 + math.exp(2.0))  # sigma(-2)
+    grad_users = [-s / 2 * 2 + 0.1 * 1.0, -s / 2 * 1 + 0.1 * 2.0]
+    grad_items = [-s / 2 * (1 + 2) + 0.1 * 2.0, s / 2 * 2 + 0.0, s / 2 * 1 - 0.1]
+    torch.testing.assert_close(
+        mf.user_embedding.weight.grad.flatten(),
+        torch.tensor(grad_users, dtype=torch.float64),
+        rtol=1e-12,
+        atol=1e-15,
+    )
+    torch.testing.assert_close(
+        mf.item_embedding.weight.grad.flatten(),
+        torch.tensor(grad_items, dtype=torch.float64),
+        rtol=1e-12,
+        atol=1e-15,
+    )
 
 
 SEEN = torch.tensor([[0, 0, 0, 1, 2, 2, 2, 2, 2], [0, 2, 4, 5, 0, 1, 2, 3, 4]])  # 3 users, 6 items

@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 
-from _helpers import tiny_graph, trained_lightgcn
+from _helpers import non_default_kwargs, tiny_graph, trained_lightgcn
 from unlearnkit import list_methods
 from unlearnkit.base import LossUnlearner
 from unlearnkit.data import ForgetSpec
@@ -125,9 +125,13 @@ def test_forget_readers_sink_the_items_below_edge_removal_alone(name, original_s
 def test_missing_retain_set(name, original_state):
     method = make_method(name)
     if not method.requires_retain:
+        # It runs without D_r, changes the model, and does exactly what it does when given D_r.
         model = fresh(original_state)
         assert run(method, model, retain=False) is model
         torch.testing.assert_close(model.graph_edges, SPLIT.retain)  # D_train minus D_f
+        with_retain = run(make_method(name), fresh(original_state))
+        assert not torch.allclose(flat(model), flat(fresh(original_state)))
+        torch.testing.assert_close(flat(model), flat(with_retain), rtol=0, atol=0)
         return
     with pytest.raises(ValueError, match="needs a retain set"):
         run(method, fresh(original_state), retain=False)
@@ -150,10 +154,11 @@ def test_bad_inputs(name, original_state):
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_hyperparameters_stored_unchanged(name):
+def test_hyperparameters_stored_as_given(name):
     cls = list_methods("recsys")[name]
-    method = cls()
-    for key, param in inspect.signature(cls.__init__).parameters.items():
-        if key != "self" and param.default is not inspect.Parameter.empty:
-            assert getattr(method, key) == param.default
+    kwargs = non_default_kwargs(cls)
+    assert kwargs, name
+    method = cls(**kwargs)
+    for key, value in kwargs.items():
+        assert getattr(method, key) == value, key
     assert issubclass(cls, LossUnlearner) and set(cls.streams) <= {"forget", "retain"}

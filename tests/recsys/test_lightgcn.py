@@ -35,22 +35,55 @@ def _pair(item_features=None, num_layers=3):
     return csr.set_graph(edges), ei.set_graph(edges)
 
 
+def _dense_lightgcn(ego: torch.Tensor, edges: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """LightGCN written out with a dense matrix (He et al., SIGIR 2020, eqs. 7-8):
+    A = [[0, R], [R^T, 0]], A_hat = D^-1/2 A D^-1/2 (0 for a degree-0 node), E_k = A_hat E_{k-1},
+    E = mean_{k=0..K} E_k."""
+    n = NU + NI
+    a = torch.zeros(n, n, dtype=torch.float64)
+    a[edges[0], NU + edges[1]] = 1.0
+    a[NU + edges[1], edges[0]] = 1.0
+    deg = a.sum(1)
+    inv_sqrt = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
+    a_hat = inv_sqrt[:, None] * a * inv_sqrt[None, :]
+    layers = [ego]
+    for _ in range(num_layers):
+        layers.append(a_hat @ layers[-1])
+    return torch.stack(layers).mean(0)
+
+
 @pytest.mark.parametrize("with_features", [False, True])
-def test_csr_and_edge_index_paths_agree(with_features):
+def test_csr_and_edge_index_paths_match_dense_reference(with_features):
     feats = torch.rand(NI, 4, dtype=torch.float64) if with_features else None
     csr, ei = _pair(feats)
-    for a, b in zip(csr.embeddings(), ei.embeddings(), strict=True):
-        assert a.dtype == torch.float64
-        assert torch.allclose(a, b, rtol=1e-6, atol=1e-12)
+    ego = csr.lightgcn.embedding.weight.detach().clone()
+    if with_features:
+        ego[NU:] += feats @ csr.item_projection.weight.detach().t()
+    ref = _dense_lightgcn(ego, csr.graph_edges, num_layers=3)
+    for model in (csr, ei):
+        user_emb, item_emb = model.embeddings()
+        assert user_emb.dtype == torch.float64
+        torch.testing.assert_close(user_emb, ref[:NU], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(item_emb, ref[NU:], rtol=1e-10, atol=1e-12)
     users = torch.tensor([0, 3, 6])
     s_csr, s_ei = csr.full_scores(users), ei.full_scores(users)
-    assert torch.allclose(s_csr, s_ei, rtol=1e-6, atol=1e-12)
-    # gradients agree as well (the custom symmetric backward)
+    torch.testing.assert_close(s_csr, ref[users] @ ref[NU:].t(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(s_ei, ref[users] @ ref[NU:].t(), rtol=1e-10, atol=1e-12)
+    # gradients agree with autograd through the dense reference (the custom symmetric backward)
     w = torch.randn_like(s_csr)
+    params = dict(csr.named_parameters())
+    ego_ref = params["lightgcn.embedding.weight"]
+    if with_features:
+        ego_ref = torch.cat(
+            [ego_ref[:NU], ego_ref[NU:] + feats @ params["item_projection.weight"].t()]
+        )
+    dense = _dense_lightgcn(ego_ref, csr.graph_edges, num_layers=3)
+    g_ref = torch.autograd.grad(((dense[users] @ dense[NU:].t()) * w).sum(), list(params.values()))
     g_csr = torch.autograd.grad((s_csr * w).sum(), list(csr.parameters()))
     g_ei = torch.autograd.grad((s_ei * w).sum(), list(ei.parameters()))
-    for a, b in zip(g_csr, g_ei, strict=True):
-        assert torch.allclose(a, b, rtol=1e-6, atol=1e-12)
+    for a, b, r in zip(g_csr, g_ei, g_ref, strict=True):
+        torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(b, r, rtol=1e-10, atol=1e-12)
 
 
 def test_matches_pyg_lightgcn_get_embedding():
@@ -61,8 +94,11 @@ def test_matches_pyg_lightgcn_get_embedding():
     assert torch.allclose(torch.cat([user_emb, item_emb]), ref, rtol=1e-10)
     # scoring uses the same embeddings as PyG's forward (dot product of endpoints)
     label = torch.tensor([[0, 2], [NU + 1, NU + 8]])
-    assert torch.allclose(
-        csr.score(torch.tensor([0, 2]), torch.tensor([1, 8])), csr.lightgcn(edge_index, label)
+    torch.testing.assert_close(
+        csr.score(torch.tensor([0, 2]), torch.tensor([1, 8])),
+        csr.lightgcn(edge_index, label),
+        rtol=1e-12,
+        atol=1e-15,
     )
 
 
@@ -84,7 +120,7 @@ def test_feature_aware_projection_matters_and_learns():
     csr, _ = _pair(feats)
     items0 = csr.ego_embeddings()[1]
     expected = csr.lightgcn.embedding.weight[NU:] + feats @ csr.item_projection.weight.t()
-    assert torch.allclose(items0, expected)
+    torch.testing.assert_close(items0, expected, rtol=1e-12, atol=1e-15)
     score = csr.score(torch.tensor([1]), torch.tensor([2])).sum()
     (grad,) = torch.autograd.grad(score, csr.item_projection.weight)
     assert grad.abs().sum() > 0
@@ -96,8 +132,13 @@ def test_score_full_scores_consistency_and_errors():
     csr, _ = _pair()
     users = torch.tensor([0, 0, 5])
     items = torch.tensor([1, 8, 3])
-    assert torch.allclose(csr.score(users, items), csr.full_scores(users)[torch.arange(3), items])
-    assert torch.allclose(csr(users, items), csr.score(users, items))
+    user_emb, item_emb = csr.embeddings()
+    by_hand = (user_emb[users] * item_emb[items]).sum(1)  # a dot product of the endpoints
+    torch.testing.assert_close(csr.score(users, items), by_hand, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(
+        csr.full_scores(users)[torch.arange(3), items], by_hand, rtol=1e-12, atol=1e-15
+    )
+    torch.testing.assert_close(csr(users, items), by_hand, rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="unknown user id 7"):
         csr.full_scores(torch.tensor([7]))
     with pytest.raises(ValueError, match="unknown item id 9"):

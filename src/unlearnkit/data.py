@@ -66,7 +66,9 @@ def check_forget_index(index: Tensor | list[int], num_train: int, *, what: str) 
             f"(0..{num_train - 1}); the index file was probably made for another dataset or split"
         )
     if index.numel() == num_train:
-        raise ValueError(f"the forget set covers all {num_train} {what}s of D_train, leaving no retain set")
+        raise ValueError(
+            f"the forget set covers all {num_train} {what}s of D_train, leaving no retain set"
+        )
     return index.sort().values
 
 
@@ -97,8 +99,12 @@ class ForgetSelector(ABC):
     def cache_key(self) -> dict[str, Any]:
         """What determines the selection besides θ_o, the data and the size (default: the class
         and its ``__init__`` arguments)."""
+        import inspect
+
         cls = type(self)
-        return {"selector": f"{cls.__module__}.{cls.__qualname__}", "params": dict(vars(self))}
+        names = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+        params = {k: getattr(self, k) for k in names if hasattr(self, k)}  # not learned state_
+        return {"selector": f"{cls.__module__}.{cls.__qualname__}", "params": params}
 
 
 @dataclass

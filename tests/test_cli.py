@@ -18,7 +18,8 @@ from _helpers import (
     run_failing,
     run_logged,
 )
-from unlearnkit.cli import default_experiment_path, main
+from unlearnkit.cli import main
+from unlearnkit.jobs import default_experiment_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

@@ -1,27 +1,39 @@
-"""The ``unlearnkit`` command.
+"""The ``unlearnkit`` command: one entry point for every subcommand.
 
-- ``unlearnkit run [-c experiment.yaml] [--output DIR]``: the main job (original → retrained →
-  each method → evaluation → report). With no config it runs the embedded default: scikit-learn's
-  digits, forgetting class 0 and a random 10%, with the five classic baselines.
-- ``unlearnkit fit|validate|test ...``: LightningCLI over :class:`UnlearningModule` and any
+- ``unlearnkit run [-c experiment.yaml]``: the main job (original → retrained → each method →
+  evaluation → report); the data class of the config picks the classification job
+  (:mod:`unlearnkit.vision.experiment`) or the recommender job
+  (:mod:`unlearnkit.recsys.experiment`). With no config: the embedded default (digits).
+- ``unlearnkit reproduce <table>``: regenerate a paper table (:mod:`unlearnkit.reproduce.cli`).
+- ``unlearnkit fit|validate|test|predict ...``: LightningCLI over :class:`UnlearningModule` and any
   :class:`UnlearningDataModule`, with composable ``-c`` fragments from ``configs/``.
+
+Every subcommand parses with jsonargparse and uses one flag style (``--cache_dir``,
+``--data_root``: words joined by underscores, as LightningCLI's own options).
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
-import re
 import sys
 import warnings
-from collections.abc import Callable
-from importlib import resources
-from pathlib import Path
-from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+__all__ = ["COMMANDS", "main"]
 
-ERRORS = (ValueError, FileNotFoundError, FileExistsError, TypeError)
+#: Subcommand → one-line description (``unlearnkit --help``).
+COMMANDS: dict[str, str] = {
+    "run": "train/load the original and retrained models, unlearn, evaluate, report",
+    "reproduce": "regenerate a paper table beside the paper's numbers (--list for the tables)",
+    "fit": "LightningCLI: run one unlearning method on a saved original model",
+    "validate": "LightningCLI: validation loop (as Lightning's)",
+    "test": "LightningCLI: the shared evaluation of a model on forget/retain/test",
+    "predict": "LightningCLI: prediction loop (as Lightning's)",
+}
+
+#: Errors shown as one line (user errors); anything else is a bug and keeps its traceback.
+ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
 
 def _quiet_warnings() -> None:
@@ -31,172 +43,47 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
-def default_experiment_path() -> Path:
-    """The embedded default experiment (digits, class-0 and random-10% forgetting)."""
-    return Path(str(resources.files("unlearnkit") / "configs" / "default.yaml"))
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: unlearnkit <command> [options]   (unlearnkit <command> --help for more)", ""]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    lines += ["", "  --version  print the version and exit"]
+    return "\n".join(lines)
 
 
-def common_run_parser(
-    description: str, job_options: Callable[[ArgumentParser], None]
-) -> ArgumentParser:
-    """An ``unlearnkit run`` parser: ``-c``, the job's own options, then the shared ones.
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    The shared options are ``--seed``, ``--output``, ``--name``, ``--cache_dir`` and
-    ``--trainer``; ``job_options`` adds the vision (:func:`run_parser`) or recommender
-    (:func:`unlearnkit.recsys.experiment.run_parser`) job's data, forget requests, methods, model
-    and schedule in between, so a dumped config lists them first.
-
-    Args:
-        description: the ``--help`` description.
-        job_options: adds the job's options to the parser.
-
-    Returns:
-        The parser.
-    """
-    p = ArgumentParser(prog="unlearnkit run", description=description)
-    p.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML file")
-    job_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of model init and training")
-    p.add_argument("--output", type=str, default="runs", help="parent of the new run directory")
-    p.add_argument("--name", type=str | None, default=None, help="run directory name suffix")
-    p.add_argument(
-        "--cache_dir",
-        type=str | None,
-        default=None,
-        help="model cache (default $UNLEARNKIT_CACHE or ~/.cache/unlearnkit/cache)",
-    )
-    p.add_argument(
-        "--trainer",
-        type=dict[str, Any],
-        default={},
-        help="extra lightning.Trainer arguments, e.g. {accelerator: gpu, devices: 2, strategy: ddp}",
-    )
-    return p
-
-
-def run_parser() -> ArgumentParser:
-    """The ``unlearnkit run`` parser (every option documented in ``--help``)."""
-    import unlearnkit.datasets  # noqa: F401  (registers DataModule subclasses for class_path)
-    import unlearnkit.vision  # noqa: F401  (registers methods)
-    from unlearnkit.base import Unlearner
-    from unlearnkit.data import ForgetSpec, UnlearningDataModule
-    from unlearnkit.vision.experiment import TrainSchedule
-
-    def job_options(p: ArgumentParser) -> None:
-        p.add_argument(
-            "--data", type=UnlearningDataModule, help="the DataModule (class_path + init_args)"
-        )
-        p.add_argument("--forget", type=list[ForgetSpec], help="forget requests, run in turn")
-        p.add_argument(
-            "--methods", type=list[Unlearner], help="unlearning methods (class_path: FineTune, ...)"
-        )
-        p.add_argument(
-            "--arch",
-            type=str,
-            default="small_cnn",
-            help="small_cnn | resnet18_cifar | compact_cifar | timm:<name>",
-        )
-        p.add_class_arguments(
-            TrainSchedule, "training", help="schedule of the original and retrained models"
-        )
-
-    return common_run_parser(
-        "Train (or load from cache) the original and retrained models, run each "
-        "unlearning method, evaluate, and write report.json / report.md / plots to a new run "
-        "directory. Without -c the embedded default experiment runs.",
-        job_options,
-    )
-
-
-def run_job(
-    parser: ArgumentParser,
-    argv: list[str],
-    run: Callable[..., Any],
-    summary: Callable[[Any], str],
-) -> int:
-    """Parse ``argv``, record the config, instantiate, run, print the summary and the run dir.
-
-    Args:
-        parser: a :func:`common_run_parser` with ``--data``, ``--forget`` and ``--methods``.
-        argv: the words after ``run``.
-        run: ``run(init, methods, seed=, output=, name=, cache_dir=, trainer=, config=)`` runs
-            the experiment of the instantiated config ``init`` and returns its result (with
-            ``rows`` and ``run_dir``).
-        summary: the text printed for a result.
-
-    Returns:
-        0 (a bad command line exits through ``parser.error``).
-    """
-    import yaml
-
-    cfg = parser.parse_args(argv)
-    if cfg.data is None or not cfg.forget or not cfg.methods:
-        parser.error(
-            "an experiment needs data, forget and methods (see --help or configs/experiments/)"
-        )
-    config = yaml.safe_load(parser.dump(cfg, skip_none=False, format="yaml"))
-    init = parser.instantiate(cfg)
-    result = run(
-        init,
-        init.methods,
-        seed=init.seed,
-        output=init.output,
-        name=init.name,
-        cache_dir=init.cache_dir,
-        trainer={"enable_progress_bar": sys.stderr.isatty(), **(init.trainer or {})},
-        config=config,
-    )
-    if result.run_dir is None:  # a DDP rank other than 0: rank 0 prints and reports
-        return 0
-    print(summary(result))
-    print(f"report written to {result.run_dir}")
-    return 0
+    try:
+        return f"unlearnkit {version('unlearnkit')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unlearnkit (not installed)"
 
 
 def run_command(argv: list[str]) -> int:
-    """Parse ``argv`` (the words after ``run``), run the experiment, print the table."""
-    from unlearnkit.recsys.data import is_recsys_argv
+    """``unlearnkit run``: the recommender job when the config's data is a ``RecDataModule``,
+    else the classification job (also for the embedded default)."""
+    from unlearnkit.jobs import data_class, data_class_path
 
-    if is_recsys_argv(argv):  # data is a RecDataModule: the recommender job
-        from unlearnkit.recsys.experiment import run_command as recsys_run_command
+    class_path = data_class_path(argv)
+    if class_path is not None:
+        from unlearnkit.recsys.data import RecDataModule
 
-        return recsys_run_command(argv)
-    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
-        argv = ["--config", str(default_experiment_path()), *argv]  # the embedded default
-    return run_job(run_parser(), argv, run_instantiated, _report_table)
+        if issubclass(data_class(class_path), RecDataModule):
+            from unlearnkit.recsys.experiment import run_command as recsys_run
 
+            return recsys_run(argv)
+    from unlearnkit.vision.experiment import run_command as vision_run
 
-def run_instantiated(init: Any, methods: list, **common: Any) -> Any:
-    """:func:`~unlearnkit.vision.experiment.run_experiment` on an instantiated :func:`run_parser` config.
-
-    Args:
-        init: the instantiated config (``data``, ``forget``, ``arch``, ``training``).
-        methods: the methods to run (``init.methods``, or re-seeded copies).
-        **common: ``seed``, ``output``, ``name``, ``cache_dir``, ``trainer``, ``config``.
-
-    Returns:
-        The :class:`~unlearnkit.vision.experiment.ExperimentResult`.
-    """
-    from unlearnkit.vision.experiment import run_experiment
-
-    return run_experiment(
-        init.data, init.forget, methods, arch=init.arch, training=init.training, **common
-    )
-
-
-def _report_table(result: Any) -> str:
-    """The run's report.md up to its config section, without the plot links."""
-    text = (result.run_dir / "report.md").read_text()
-    lines = [ln for ln in text.split("## Config")[0].splitlines() if not ln.startswith("![")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+    return vision_run(argv)
 
 
 def lightning_cli(args: list[str]) -> None:
-    """``unlearnkit fit|validate|test``: LightningCLI over UnlearningModule."""
+    """``unlearnkit fit|validate|test|predict``: LightningCLI over UnlearningModule."""
     from lightning.pytorch.cli import LightningCLI
 
-    import unlearnkit.datasets  # noqa: F401
-    import unlearnkit.vision  # noqa: F401
+    import unlearnkit.datasets  # noqa: F401  (DataModule subclasses for class_path)
+    import unlearnkit.vision  # noqa: F401  (methods for class_path)
     from unlearnkit.data import UnlearningDataModule
     from unlearnkit.module import UnlearningModule
 
@@ -209,23 +96,42 @@ def lightning_cli(args: list[str]) -> None:
     )
 
 
+def _dispatch(command: str, rest: list[str], argv: list[str]) -> int:
+    if command == "run":
+        return run_command(rest)
+    if command == "reproduce":
+        from unlearnkit.reproduce.cli import reproduce_command
+
+        return reproduce_command(rest)
+    lightning_cli(argv)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``unlearnkit`` console script."""
+    """Entry point of the ``unlearnkit`` console script.
+
+    Returns:
+        0 on success, 2 on a user error (printed as one line; ``UNLEARNKIT_DEBUG=1`` re-raises).
+    """
     _quiet_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
     command = argv[0] if argv else "run"
-    try:
-        if command == "run":
-            return run_command(argv[1:])
-        if command == "reproduce":
-            from unlearnkit.reproduce.cli import reproduce_command
-
-            return reproduce_command(argv[1:])
-        lightning_cli(argv)
+    if command in ("-h", "--help"):
+        print(_usage())
         return 0
+    if command == "--version":
+        print(_version())
+        return 0
+    if command not in COMMANDS:
+        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        hint = f"did you mean `unlearnkit {close[0]}`?" if close else "see `unlearnkit --help`"
+        print(f"unlearnkit: error: unknown command {command!r}; {hint}", file=sys.stderr)
+        return 2
+    try:
+        return _dispatch(command, argv[1:], argv)
     except ERRORS as err:
         if os.environ.get("UNLEARNKIT_DEBUG"):
             raise

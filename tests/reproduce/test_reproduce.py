@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from _helpers import SHARED
-from unlearnkit.cli import main, run_parser
+from unlearnkit.cli import main
 from unlearnkit.data import ForgetSpec
 from unlearnkit.reproduce import aggregate, format_report, list_tables, load_table
 from unlearnkit.reproduce.runner import evaluate_checks
 from unlearnkit.reproduce.tables import PaperCell
+from unlearnkit.vision.experiment import run_parser
 
 TABLES = [
     "ssd_fullclass_cifar10",
@@ -176,14 +177,14 @@ def reproduce_without_data(tmp_path: Path, *extra: str) -> int:
     """``unlearnkit reproduce ssd_fullclass_fmnist`` with a data root that does not exist."""
     nope, runs = str(tmp_path / "nope"), str(tmp_path / "runs")
     return main(
-        ["reproduce", "ssd_fullclass_fmnist", "--data-root", nope, "--output", runs, *extra]
+        ["reproduce", "ssd_fullclass_fmnist", "--data_root", nope, "--output", runs, *extra]
     )
 
 
 def test_missing_data_and_unknown_table_are_clear_errors(tmp_path, capsys):
-    code = reproduce_without_data(tmp_path, "--cache-dir", str(tmp_path / "cache"))
+    code = reproduce_without_data(tmp_path, "--cache_dir", str(tmp_path / "cache"))
     err = capsys.readouterr().err
-    assert code == 2 and "not found" in err and "--data-root" in err
+    assert code == 2 and "not found" in err and "--data_root" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
     assert main(["reproduce", "no_such_table"]) == 2
     err = capsys.readouterr().err
@@ -198,11 +199,11 @@ def test_smoke_runs_the_whole_path(table, tmp_path, caplog, capsys):
         "reproduce",
         table,
         "--smoke",
-        "--data-root",
+        "--data_root",
         str(DATA[table]),
         "--output",
         str(tmp_path / "runs"),
-        "--cache-dir",
+        "--cache_dir",
         str(tmp_path / "cache"),
     ]
     with caplog.at_level(logging.INFO, logger="unlearnkit"):
@@ -223,7 +224,7 @@ def test_smoke_runs_the_whole_path(table, tmp_path, caplog, capsys):
     assert ssd["metrics"]["time/unlearn_s"] > 0
     assert (run_dir / "table.md").read_text().startswith(f"# `{table}`")
     assert list(run_dir.glob("*-small_cnn-seed0")) or list(run_dir.glob("*-compact_cifar-seed0"))
-    assert list((tmp_path / "cache" / "importance").glob("*.pt"))  # SSD used --cache-dir
+    assert list((tmp_path / "cache" / "importance").glob("*.pt"))  # SSD used --cache_dir
     assert "cache miss: training the original" in caplog.text
 
     if table != "ssd_fullclass_fmnist":

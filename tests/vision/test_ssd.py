@@ -464,7 +464,7 @@ def test_cache_off_writes_nothing_and_default_dir_is_used(tmp_path, monkeypatch)
 
 # -- unlearnkit run / LightningCLI accept SSD and LF-SSD ------------------------------------------
 def test_run_config_resolves_ssd_and_lfssd():
-    from unlearnkit.cli import run_parser
+    from unlearnkit.vision.experiment import run_parser
 
     parser = run_parser()
     cfg = parser.parse_object(

@@ -14,7 +14,6 @@ for unlearning methods, and the edges the ranking evaluation needs.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -40,8 +39,6 @@ __all__ = [
     "MovieLensSmallDataModule",
     "RecDataModule",
     "edge_loader",
-    "is_recsys_argv",
-    "is_recsys_table",
     "resolve_forget_edges",
 ]
 
@@ -720,72 +717,3 @@ class LightGCNTxtDataModule(RecDataModule):
 # ------------------------------------------------------------------------------------------
 # `unlearnkit run` dispatch
 # ------------------------------------------------------------------------------------------
-def _config_paths(argv: Sequence[str]) -> list[str]:
-    paths = []
-    for k, arg in enumerate(argv):
-        if arg in ("-c", "--config") and k + 1 < len(argv):
-            paths.append(argv[k + 1])
-        elif arg.startswith("--config="):
-            paths.append(arg.split("=", 1)[1])
-    return paths
-
-
-def _data_class_path(argv: Sequence[str]) -> str | None:
-    import yaml
-
-    found: str | None = None
-    for path in _config_paths(argv):
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError):
-            continue  # the run parser reports unreadable configs itself
-        data = loaded.get("data") if isinstance(loaded, dict) else None
-        if isinstance(data, dict) and isinstance(data.get("class_path"), str):
-            found = data["class_path"]
-        elif isinstance(data, str):
-            found = data
-    for k, arg in enumerate(argv):  # command-line overrides win
-        if arg in ("--data", "--data.class_path") and k + 1 < len(argv):
-            found = argv[k + 1]
-        elif arg.startswith(("--data=", "--data.class_path=")):
-            found = arg.split("=", 1)[1]
-    return found
-
-
-def is_recsys_argv(argv: Sequence[str]) -> bool:
-    """Whether ``unlearnkit run`` arguments name a :class:`RecDataModule` as ``data``.
-
-    Reads ``data.class_path`` from the ``-c`` config files and ``--data`` overrides; a bare class
-    name is looked up in this module. Imports nothing heavy.
-
-    Args:
-        argv: the words after ``run``.
-
-    Returns:
-        ``True`` when the data class is a :class:`RecDataModule` subclass.
-    """
-    class_path = _data_class_path(argv)
-    if not class_path or class_path.lstrip().startswith("{"):
-        return False
-    module_name, _, attr = class_path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name) if module_name else None
-        cls = getattr(module, attr) if module is not None else globals().get(attr)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(cls, type) and issubclass(cls, RecDataModule)
-
-
-def is_recsys_table(spec: Any) -> bool:
-    """Whether a reproduce table spec's ``experiment.data`` is a :class:`RecDataModule`.
-
-    Args:
-        spec: a :class:`~unlearnkit.reproduce.tables.TableSpec` (anything with ``experiment``).
-
-    Returns:
-        ``True`` for recommender tables (run by
-        :func:`unlearnkit.recsys.experiment.run_rec_table`).
-    """
-    data = getattr(spec, "experiment", {}).get("data") or {}
-    class_path = data.get("class_path", "") if isinstance(data, dict) else str(data)
-    return is_recsys_argv(["--data", str(class_path)])

@@ -27,6 +27,7 @@ from unlearnkit.base import Unlearner
 from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.evaluation.report import format_markdown_table
+from unlearnkit.jobs import common_run_parser, run_job
 from unlearnkit.recsys.data import RecDataModule
 from unlearnkit.recsys.methods import FineTune, Retrain
 from unlearnkit.recsys.models import DotProductRecommender, LightGCNRecommender, MFRecommender
@@ -46,6 +47,7 @@ __all__ = [
     "RecModelConfig",
     "RecTrainSchedule",
     "run_command",
+    "run_instantiated",
     "run_parser",
     "run_rec_experiment",
 ]
@@ -350,7 +352,6 @@ def run_parser() -> Any:
     """The recommender ``unlearnkit run`` parser (every option documented in ``--help``)."""
     import unlearnkit.recsys.data  # noqa: F401  (RecDataModule subclasses for class_path)
     import unlearnkit.recsys.methods  # noqa: F401  (recommender methods for class_path)
-    from unlearnkit.cli import common_run_parser
 
     def job_options(p: Any) -> None:
         p.add_argument(
@@ -378,18 +379,10 @@ def run_parser() -> Any:
         "report.md / plots / forget edge files to a new run directory.",
         job_options,
     )
-    p.add_argument(
-        "--num_threads",
-        type=int | None,
-        default=None,
-        help="torch threads for the run (1 avoids OpenMP contention on busy machines)",
-    )
     return p
 
 
-def _run_instantiated(
-    init: Any, methods: Sequence[Unlearner], **common: Any
-) -> RecExperimentResult:
+def run_instantiated(init: Any, methods: Sequence[Unlearner], **common: Any) -> RecExperimentResult:
     """:func:`run_rec_experiment` on an instantiated ``unlearnkit run`` config."""
     return run_rec_experiment(
         init.data,
@@ -397,7 +390,7 @@ def _run_instantiated(
         methods,
         model=init.model,
         training=init.training,
-        num_threads=init.num_threads,
+        num_threads=init.threads,
         **common,
     )
 
@@ -436,47 +429,4 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
 
 def run_command(argv: list[str]) -> int:
     """Parse ``argv`` (the words after ``run``), run the recommender experiment, print the table."""
-    from unlearnkit.cli import run_job
-
-    return run_job(
-        run_parser(), argv, _run_instantiated, lambda result: format_summary(result.rows)
-    )
-
-
-# ------------------------------------------------------------------------------------------
-# `unlearnkit reproduce` for recommender tables
-# ------------------------------------------------------------------------------------------
-def run_rec_table(spec: Any, options: Any) -> tuple[str, Path]:
-    """Run a recommender table's grid with :func:`run_rec_experiment` (``unlearnkit reproduce``).
-
-    The recommender twin of :func:`unlearnkit.reproduce.runner.run_table`, through the same
-    :func:`~unlearnkit.reproduce.runner.run_grid` (same spec format, output files ``table.md``,
-    ``results.json`` and each run's own report); the grid's ``archs`` are
-    :class:`RecModelConfig` architectures (``lightgcn``, ``mf``), and the spec's ``experiment``
-    is a recommender ``unlearnkit run`` config.
-
-    Args:
-        spec: the :class:`~unlearnkit.reproduce.tables.TableSpec`.
-        options: the :class:`~unlearnkit.reproduce.runner.ReproduceOptions`.
-
-    Returns:
-        ``(markdown, run directory)``.
-
-    Raises:
-        ValueError: ``--train-limit`` / ``--test-limit`` (not supported on graphs: a subset of
-            edges changes the graph), bad options or configs.
-    """
-    from unlearnkit.reproduce.runner import run_grid
-
-    if options.train_limit is not None or options.test_limit is not None:
-        raise ValueError(
-            "--train-limit/--test-limit are not supported for recommender tables (a subset of "
-            "the edges is another graph); use --smoke or --max-requests"
-        )
-
-    def arch_override(config: dict[str, Any], arch: str) -> dict[str, Any]:
-        return {"model": {**config.get("model", {}), "arch": arch}}
-
-    return run_grid(
-        spec, options, parser=run_parser(), arch_override=arch_override, run_cell=_run_instantiated
-    )
+    return run_job(run_parser(), argv, run_instantiated, lambda result: format_summary(result.rows))

@@ -9,12 +9,12 @@ into a new run directory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 
 import torch
 import yaml
+from jsonargparse import ArgumentParser
 
 from unlearnkit.reproduce.runner import ReproduceOptions, run_table
 from unlearnkit.reproduce.tables import list_tables, load_table
@@ -24,9 +24,9 @@ __all__ = ["reproduce_command", "reproduce_parser"]
 log = logging.getLogger(__name__)
 
 
-def reproduce_parser() -> argparse.ArgumentParser:
+def reproduce_parser() -> ArgumentParser:
     """The ``unlearnkit reproduce`` argument parser (every option explained in ``--help``)."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="unlearnkit reproduce",
         description="Regenerate a paper table: run its grid (methods x forget requests x seeds) "
         "with the `unlearnkit run` machinery, print mean ± std beside the paper's numbers and "
@@ -45,26 +45,26 @@ def reproduce_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--archs",
         nargs="+",
-        help="architectures to run (default: the table's CPU archs; see --all-archs)",
+        help="architectures to run (default: the table's CPU archs; see --all_archs)",
     )
     p.add_argument(
-        "--all-archs",
+        "--all_archs",
         action="store_true",
         help="also run the table's GPU architectures (e.g. resnet18_cifar)",
     )
-    p.add_argument("--max-requests", type=int, help="run only the first N forget requests")
+    p.add_argument("--max_requests", type=int, help="run only the first N forget requests")
     p.add_argument(
-        "--train-limit",
+        "--train_limit",
         type=int,
         help="train on a seeded subset of N samples (marked in the output)",
     )
-    p.add_argument("--test-limit", type=int, help="evaluate on a seeded subset of N test samples")
-    p.add_argument("--data-root", help="data location (overrides the table's data.init_args.root)")
+    p.add_argument("--test_limit", type=int, help="evaluate on a seeded subset of N test samples")
+    p.add_argument("--data_root", help="data location (overrides the table's data.init_args.root)")
     p.add_argument(
         "--output", default="runs", help="parent of the new run directory (default: runs)"
     )
     p.add_argument(
-        "--cache-dir",
+        "--cache_dir",
         help="model and importance cache (default $UNLEARNKIT_CACHE or ~/.cache/unlearnkit/cache)",
     )
     p.add_argument(

@@ -1,7 +1,7 @@
 """Run a table's grid through :func:`unlearnkit.vision.experiment.run_experiment`, aggregate, format.
 
 Each (arch, seed) is one ``unlearnkit run`` job: the experiment config of the spec, parsed and
-instantiated by the ``run`` command's own parser (:func:`unlearnkit.cli.run_parser`) and run by
+instantiated by the ``run`` command's own parser (:func:`unlearnkit.vision.experiment.run_parser`) and run by
 :func:`~unlearnkit.vision.experiment.run_experiment` with every forget request of the grid, so originals
 and retrained references come from (and go to) the same model cache as ``unlearnkit run``.
 """
@@ -360,7 +360,7 @@ def build_config(
         archs = list(options.archs)
     if options.max_requests is not None:
         if options.max_requests < 1:
-            raise ValueError(f"--max-requests must be >= 1, got {options.max_requests}")
+            raise ValueError(f"--max_requests must be >= 1, got {options.max_requests}")
         forget = forget[: options.max_requests]
     for key in ("train_limit", "test_limit"):
         value = getattr(options, key)
@@ -375,7 +375,7 @@ def build_config(
     if root is not None and not _resolve_root(str(root)).exists():
         raise FileNotFoundError(
             f"data for table {spec.name!r} not found at {root} (relative to {Path.cwd()}); "
-            "run from the project root next to ../shared/data, or pass --data-root DIR"
+            "run from the project root next to ../shared/data, or pass --data_root DIR"
         )
     return config, forget, seeds, archs, "; ".join(modes) or "full setting of the spec"
 
@@ -385,7 +385,7 @@ def run_table(spec: TableSpec, options: ReproduceOptions) -> tuple[str, Path]:
 
     Vision tables run through :func:`~unlearnkit.vision.experiment.run_experiment`, recommender tables
     (a :class:`~unlearnkit.recsys.data.RecDataModule` as data) through
-    :func:`unlearnkit.recsys.experiment.run_rec_table`; both with :func:`run_grid`.
+    :func:`run_rec_table`; both with :func:`run_grid`.
 
     Args:
         spec: the table.
@@ -397,13 +397,14 @@ def run_table(spec: TableSpec, options: ReproduceOptions) -> tuple[str, Path]:
     Raises:
         FileNotFoundError: data missing. ValueError: bad options or configs.
     """
-    from unlearnkit.recsys.data import is_recsys_table
+    from unlearnkit.jobs import data_class
+    from unlearnkit.recsys.data import RecDataModule
+    from unlearnkit.vision.experiment import run_instantiated, run_parser
 
-    if is_recsys_table(spec):  # a RecDataModule table: the recommender runner, same format
-        from unlearnkit.recsys.experiment import run_rec_table
-
+    data = spec.experiment.get("data") or {}
+    class_path = data.get("class_path", "") if isinstance(data, dict) else str(data)
+    if issubclass(data_class(class_path), RecDataModule):  # the recommender runner, same format
         return run_rec_table(spec, options)
-    from unlearnkit.cli import run_instantiated, run_parser
 
     return run_grid(
         spec,
@@ -562,3 +563,41 @@ def format_per_request(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> st
 
 def _row_order(spec: TableSpec, method: str) -> int:
     return spec.rows.index(method) if method in spec.rows else len(spec.rows)
+
+
+# ------------------------------------------------------------------------------------------
+# `unlearnkit reproduce` for recommender tables
+# ------------------------------------------------------------------------------------------
+def run_rec_table(spec: Any, options: Any) -> tuple[str, Path]:
+    """Run a recommender table's grid with :func:`run_rec_experiment` (``unlearnkit reproduce``).
+
+    The recommender twin of :func:`unlearnkit.reproduce.runner.run_table`, through the same
+    :func:`~unlearnkit.reproduce.runner.run_grid` (same spec format, output files ``table.md``,
+    ``results.json`` and each run's own report); the grid's ``archs`` are
+    :class:`RecModelConfig` architectures (``lightgcn``, ``mf``), and the spec's ``experiment``
+    is a recommender ``unlearnkit run`` config.
+
+    Args:
+        spec: the :class:`~unlearnkit.reproduce.tables.TableSpec`.
+        options: the :class:`~unlearnkit.reproduce.runner.ReproduceOptions`.
+
+    Returns:
+        ``(markdown, run directory)``.
+
+    Raises:
+        ValueError: ``--train_limit`` / ``--test_limit`` (not supported on graphs: a subset of
+            edges changes the graph), bad options or configs.
+    """
+
+    if options.train_limit is not None or options.test_limit is not None:
+        raise ValueError(
+            "--train_limit/--test_limit are not supported for recommender tables (a subset of "
+            "the edges is another graph); use --smoke or --max_requests"
+        )
+
+    def arch_override(config: dict[str, Any], arch: str) -> dict[str, Any]:
+        return {"model": {**config.get("model", {}), "arch": arch}}
+
+    return run_grid(
+        spec, options, parser=rec_run_parser(), arch_override=arch_override, run_cell=run_rec_cell
+    )

@@ -17,7 +17,7 @@ A table ``<name>`` is two files:
       forget: [{kind: class, classes: [0]}, ...]   # forget requests, each run in turn
       seeds: [0, 1, 2]
       archs: [small_cnn]              # run by default
-      gpu_archs: [resnet18_cifar]     # also run with --all-archs (too slow on a CPU)
+      gpu_archs: [resnet18_cifar]     # also run with --all_archs (too slow on a CPU)
     rows: [original, retrain, FineTune, SSD, LFSSD]        # report rows, in order
     columns: [retain/acc, forget/acc, mia/entropy_lr, ...] # metric keys, in order
     checks:              # the paper's claimed trend, checked on our numbers

@@ -1,10 +1,12 @@
 """The main job: original → retrained → each method → evaluation → report.
 
-Used by ``unlearnkit run`` and by ``unlearnkit reproduce``; also callable from Python.
+Used by ``unlearnkit run`` (:func:`run_command`, :func:`run_parser`) and by ``unlearnkit
+reproduce``; also callable from Python (:func:`run_experiment`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from unlearnkit.evaluation.collect import Outputs
 from unlearnkit.evaluation.evaluator import Evaluator
 from unlearnkit.evaluation.metrics import per_class_accuracy
 from unlearnkit.evaluation.mia import mia_scores
+from unlearnkit.jobs import common_run_parser, default_experiment_path, run_job
 from unlearnkit.runs import (
     ExperimentBase,
     ExperimentResult,
@@ -31,6 +34,9 @@ from unlearnkit.vision.methods import FineTune, Retrain
 
 __all__ = [
     "Experiment",
+    "run_command",
+    "run_instantiated",
+    "run_parser",
     "ExperimentResult",
     "TrainSchedule",
     "run_experiment",
@@ -191,3 +197,70 @@ def run_experiment(
         config=config,
         example="{kind: class, classes: [0]}",
     )
+
+
+# ------------------------------------------------------------------------------------------
+# `unlearnkit run` for classifiers
+# ------------------------------------------------------------------------------------------
+def run_parser() -> Any:
+    """The ``unlearnkit run`` parser (every option documented in ``--help``)."""
+    import unlearnkit.datasets  # noqa: F401  (registers DataModule subclasses for class_path)
+    import unlearnkit.vision  # noqa: F401  (registers methods)
+
+    def job_options(p: Any) -> None:
+        p.add_argument(
+            "--data", type=UnlearningDataModule, help="the DataModule (class_path + init_args)"
+        )
+        p.add_argument("--forget", type=list[ForgetSpec], help="forget requests, run in turn")
+        p.add_argument(
+            "--methods", type=list[Unlearner], help="unlearning methods (class_path: FineTune, ...)"
+        )
+        p.add_argument(
+            "--arch",
+            type=str,
+            default="small_cnn",
+            help="small_cnn | resnet18_cifar | compact_cifar | timm:<name>",
+        )
+        p.add_class_arguments(
+            TrainSchedule, "training", help="schedule of the original and retrained models"
+        )
+
+    return common_run_parser(
+        "Train (or load from cache) the original and retrained models, run each "
+        "unlearning method, evaluate, and write report.json / report.md / plots to a new run "
+        "directory. Without -c the embedded default experiment runs.",
+        job_options,
+    )
+
+
+def run_instantiated(init: Any, methods: list, **common: Any) -> Any:
+    """:func:`~unlearnkit.vision.experiment.run_experiment` on an instantiated :func:`run_parser` config.
+
+    Args:
+        init: the instantiated config (``data``, ``forget``, ``arch``, ``training``).
+        methods: the methods to run (``init.methods``, or re-seeded copies).
+        **common: ``seed``, ``output``, ``name``, ``cache_dir``, ``trainer``, ``config``.
+
+    Returns:
+        The :class:`~unlearnkit.vision.experiment.ExperimentResult`.
+    """
+    return run_experiment(
+        init.data, init.forget, methods, arch=init.arch, training=init.training, **common
+    )
+
+
+def report_table(result: Any) -> str:
+    """The run's report.md up to its config section, without the plot links."""
+    text = (result.run_dir / "report.md").read_text()
+    lines = [ln for ln in text.split("## Config")[0].splitlines() if not ln.startswith("![")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def run_command(argv: list[str]) -> int:
+    """Parse ``argv`` (the words after ``run``), run the experiment, print the table.
+
+    Without ``-c`` the embedded default experiment runs.
+    """
+    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
+        argv = ["--config", str(default_experiment_path()), *argv]
+    return run_job(run_parser(), argv, run_instantiated, report_table)

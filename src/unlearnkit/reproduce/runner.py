@@ -589,6 +589,9 @@ def run_rec_table(spec: Any, options: Any) -> tuple[str, Path]:
             edges changes the graph), bad options or configs.
     """
 
+    from unlearnkit.recsys.experiment import run_instantiated as run_rec_cell
+    from unlearnkit.recsys.experiment import run_parser as rec_run_parser
+
     if options.train_limit is not None or options.test_limit is not None:
         raise ValueError(
             "--train_limit/--test_limit are not supported for recommender tables (a subset of "

@@ -36,6 +36,7 @@ from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.evaluation.metrics import speedup
 from unlearnkit.module import default_trainer, fit_method
+from unlearnkit.reinit import reinitialize
 
 __all__ = [
     "ExperimentBase",
@@ -66,24 +67,35 @@ class TrainScheduleBase:
     """Mixin of the training-schedule dataclasses: every field is a method argument.
 
     A subclass is a dataclass whose fields are all keyword arguments of its ``finetune`` and
-    ``retrain`` method classes (``epochs``, ``lr``, ...); :meth:`method` builds one of them.
+    ``retrain`` method classes (``epochs``, ``lr``, ...), plus ``retrain_init``: where θ_r's
+    initial weights come from, ``"original"`` (θ_o's own initial weights: the same seed) or
+    ``"fresh"`` (seed + 1). :meth:`method` builds one of the two methods.
     """
 
     finetune: ClassVar[type[LossUnlearner]]
     retrain: ClassVar[type[LossUnlearner]]
+
+    def init_seed(self, seed: int, kind: str) -> int:
+        """Seed of the initial weights of the model ``kind`` (``"original"`` / ``"retrained"``)."""
+        fresh = kind == "retrained" and getattr(self, "retrain_init", "original") == "fresh"
+        return seed + 1 if fresh else seed
 
     def method(self, *, seed: int, from_scratch: bool) -> LossUnlearner:
         """``retrain`` (re-initialised) or ``finetune`` (from the current weights) with this schedule.
 
         Args:
             seed: the method's seed (data order, re-initialisation).
-            from_scratch: re-initialise the model first (the retrained reference θ_r).
+            from_scratch: re-initialise the model first (the retrained reference θ_r), with
+                ``init_seed(seed, "retrained")``.
 
         Returns:
             A new method object.
         """
-        cls = self.retrain if from_scratch else self.finetune
-        return cls(**asdict(self), seed=seed)  # type: ignore[call-overload]
+        kwargs = asdict(self)  # type: ignore[call-overload]
+        kwargs.pop("retrain_init", None)
+        if from_scratch:
+            return self.retrain(**kwargs, seed=seed, init_seed=self.init_seed(seed, "retrained"))
+        return self.finetune(**kwargs, seed=seed)
 
 
 @functools.cache
@@ -269,7 +281,7 @@ class ExperimentBase(ABC):
         from_scratch: bool,
         **key: Any,
     ) -> tuple[nn.Module, float, bool]:
-        model = self._build(init_seed)
+        model = reinitialize(self._build(init_seed), seed=init_seed)  # the model's own init
         self._bind_data(model, kind)
 
         def train(m: nn.Module) -> None:
@@ -293,7 +305,7 @@ class ExperimentBase(ABC):
         fingerprint = self.data.split.fingerprint()
         return self._cached(
             "retrained",
-            self.seed + 1,
+            self.training.init_seed(self.seed, "retrained"),
             self.data.retain_dataloader,
             from_scratch=True,
             forget=fingerprint,

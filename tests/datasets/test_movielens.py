@@ -116,6 +116,34 @@ def test_interaction_data_validates():
         InteractionData(1, 2, e.float(), e, e, torch.tensor([0]), torch.tensor([0, 1]))
 
 
+def test_interaction_data_rejects_duplicated_and_shared_pairs():
+    ids2, ids3 = torch.arange(2), torch.arange(3)
+    none = torch.empty(2, 0, dtype=torch.long)
+    # (0, 1) twice in train: forgetting interaction 0 would leave its copy in D_r
+    twice = torch.tensor([[0, 1, 0], [1, 2, 1]])
+    with pytest.raises(ValueError, match=r"train_edges .*\(user 0, item 1\) more than once"):
+        InteractionData(2, 3, twice, none, none, ids2, ids3)
+    with pytest.raises(ValueError, match=r"test_edges .*\(user 1, item 2\).*torch\.unique"):
+        InteractionData(2, 3, none, none, torch.tensor([[1, 1], [2, 2]]), ids2, ids3)
+    train, test = torch.tensor([[0, 1], [1, 2]]), torch.tensor([[1, 0], [0, 1]])
+    with pytest.raises(ValueError, match=r"\(user 0, item 1\) is in both train_edges and test"):
+        InteractionData(2, 3, train, none, test, ids2, ids3)
+    with pytest.raises(ValueError, match=r"\(user 1, item 2\) is in both val_edges and test"):
+        InteractionData(2, 3, none, train, torch.tensor([[1], [2]]), ids2, ids3)
+    # the same pairs once each, in disjoint splits, are accepted
+    ok = InteractionData(2, 3, train, none, torch.tensor([[1], [0]]), ids2, ids3)
+    assert ok.stats()["edges"] == 3
+
+
+def test_load_lightgcn_txt_merges_repeats_and_train_test_overlap(tmp_path):
+    (tmp_path / "train.txt").write_text("0 1 1 2\n1 0\n")  # (0, 1) listed twice
+    (tmp_path / "test.txt").write_text("0 2 3 3\n1 4\n")  # (0, 2) also in train, (0, 3) twice
+    data = load_lightgcn_txt(tmp_path, val_fraction=0.0)
+    assert pairs(data.train_edges) == {(0, 1), (0, 2), (1, 0)}
+    assert data.train_edges.size(1) == 3
+    assert data.test_edges.tolist() == [[0, 1], [3, 4]]  # (0, 2) stays a training pair only
+
+
 # --- vendored MovieLens --------------------------------------------------------------------
 def test_vendored_movielens_counts():
     with ml._open_text(None, "ratings.csv.gz") as f:

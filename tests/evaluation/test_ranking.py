@@ -214,3 +214,116 @@ def test_duplicates_and_malformed_edges():
         forgotten_pair_ranks(fn, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="negative"):
         rank_metrics(fn, torch.tensor([[-1], [0]]))
+
+
+# ------------------------------------------------------------------------------------------
+# Ties: expected values over uniformly random orders of tied items (McSherry & Najork 2008)
+# ------------------------------------------------------------------------------------------
+def test_all_equal_scorer_gives_the_same_metrics_for_every_item_id():
+    num_items = 100
+    flat = lambda users: torch.zeros(len(users), num_items)  # noqa: E731
+    users = torch.arange(num_items)
+    one_item_each = torch.stack([users, users])  # user u's single test item is item u
+    # one test item among 100 equal scores: P(in top 10) = 10 / 100; E[DCG@10] = sum of the 10
+    # first discounts / 100; IDCG = 1
+    dcg10 = sum(1 / math.log2(p + 1) for p in range(1, 11)) / 100
+    truth = torch.eye(num_items, dtype=torch.bool)
+    scores = torch.zeros(num_items, num_items)
+    assert recall_at_k(scores, truth, 10).tolist() == pytest.approx([0.10] * 100, abs=1e-12)
+    assert hit_rate_at_k(scores, truth, 10).tolist() == pytest.approx([0.10] * 100, abs=1e-12)
+    assert precision_at_k(scores, truth, 10).tolist() == pytest.approx([0.01] * 100, abs=1e-12)
+    assert ndcg_at_k(scores, truth, 10).tolist() == pytest.approx([dcg10] * 100, abs=1e-12)
+    out = rank_metrics(flat, one_item_each, ks=(10, 20), batch_size=13)
+    assert out["recall@10"] == pytest.approx(0.10, abs=1e-12)
+    assert out["recall@20"] == pytest.approx(0.20, abs=1e-12)
+    assert out["hit_rate@10"] == pytest.approx(0.10, abs=1e-12)
+    assert out["ndcg@10"] == pytest.approx(dcg10, abs=1e-12)
+    # expected rank 1 + 99 / 2 for every id; with one other item masked, 1 + 98 / 2
+    assert forgotten_pair_ranks(flat, one_item_each).tolist() == [50.5] * 100
+    mask = torch.stack([users, (users + 1) % num_items])
+    assert forgotten_pair_ranks(flat, one_item_each, mask).tolist() == [50.0] * 100
+
+
+def test_two_way_tie_straddling_the_cut_off_by_hand():
+    scores = torch.tensor([[0.9, 0.5, 0.5, 0.1], [0.9, 0.5, 0.5, 0.1]], dtype=torch.float64)
+    # u0: relevant {2}, tied with item 1 at positions 2..3 -> half the time at position 2.
+    # u1: relevant {1, 2}: one of the two is at position 2, the other at 3.
+    truth = torch.tensor([[False, False, True, False], [False, True, True, False]])
+    g2 = 1 / math.log2(3)
+    assert ndcg_at_k(scores, truth, 2).tolist() == pytest.approx(
+        [0.5 * g2, g2 / (1 + g2)], rel=1e-12
+    )
+    assert recall_at_k(scores, truth, 2).tolist() == pytest.approx([0.5, 0.5], rel=1e-12)
+    assert precision_at_k(scores, truth, 2).tolist() == pytest.approx([0.25, 0.5], rel=1e-12)
+    assert hit_rate_at_k(scores, truth, 2).tolist() == pytest.approx([0.5, 1.0], rel=1e-12)
+    # at k = 3 the whole tie group is inside: no uncertainty left
+    g3 = 1 / math.log2(4)
+    assert ndcg_at_k(scores, truth, 3).tolist() == pytest.approx(
+        [(g2 + g3) / 2, 1.0 * (g2 + g3) / (1 + g2)], rel=1e-12
+    )
+    # masking item 1 breaks the tie: item 2 is then surely at position 2
+    mask = torch.tensor([[False, True, False, False], [False, False, False, False]])
+    assert ndcg_at_k(scores, truth, 2, mask=mask)[0].item() == pytest.approx(g2, rel=1e-12)
+
+
+def _all_tie_orders_metrics(scores, eval_edges, mask_edges, ks):
+    """Slow reference: average the plain metrics over EVERY order of each user's tied items."""
+    import itertools
+
+    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "precision", "hit_rate")}
+    n = 0
+    for u in sorted(set(eval_edges[0].tolist())):
+        rel = {int(i) for uu, i in eval_edges.t().tolist() if uu == u}
+        seen = {int(i) for uu, i in mask_edges.t().tolist() if uu == u}
+        rel -= seen
+        if not rel:
+            continue
+        n += 1
+        items = [i for i in range(scores.size(1)) if i not in seen]
+        levels = sorted({float(scores[u, i]) for i in items}, reverse=True)
+        groups = [[i for i in items if float(scores[u, i]) == v] for v in levels]
+        orders = [
+            [i for group in choice for i in group]
+            for choice in itertools.product(*(itertools.permutations(g) for g in groups))
+        ]
+        for k in ks:
+            acc = dict.fromkeys(("recall", "ndcg", "precision", "hit_rate"), 0.0)
+            idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(rel))))
+            for ranked in orders:
+                hits = [1 if i in rel else 0 for i in ranked[:k]]
+                acc["recall"] += sum(hits) / len(rel)
+                acc["precision"] += sum(hits) / k
+                acc["hit_rate"] += float(sum(hits) > 0)
+                acc["ndcg"] += sum(h / math.log2(r + 2) for r, h in enumerate(hits)) / idcg
+            for m, v in acc.items():
+                sums[f"{m}@{k}"] += v / len(orders)
+    return {key: v / n for key, v in sums.items()}
+
+
+def test_tie_aware_metrics_equal_the_average_over_all_tie_orders():
+    gen = torch.Generator().manual_seed(3)
+    num_users, num_items = 12, 7
+    scores = torch.randint(0, 3, (num_users, num_items), generator=gen).double()  # many ties
+    scores[0] = 1.0  # one user with a single 7-way tie
+    pairs = torch.randperm(num_users * num_items, generator=gen)[:50]
+    edges = torch.stack([pairs // num_items, pairs % num_items])
+    eval_edges, mask_edges = edges[:, :30], edges[:, 30:]
+    ks = (1, 2, 3, 5, 10)
+    ref = _all_tie_orders_metrics(scores, eval_edges, mask_edges, ks)
+    for batch_size in (1, 5, 1024):
+        ours = rank_metrics(
+            lambda u: scores[u], eval_edges, mask_edges, ks=ks, batch_size=batch_size
+        )
+        for key in ref:
+            assert abs(ours[key] - ref[key]) <= 1e-10, (key, ours[key], ref[key])
+
+
+def test_forgotten_pair_rank_is_the_mean_position_in_its_tie_group():
+    scores = torch.tensor([[3.0, 2.0, 2.0, 2.0, 1.0]])
+    fn = lambda users: scores.expand(len(users), -1)  # noqa: E731
+    forget = torch.tensor([[0, 0], [2, 4]])
+    # item 2: one item above, tied with items 1 and 3 -> positions 2..4, mean 3; item 4: rank 5
+    assert forgotten_pair_ranks(fn, forget).tolist() == [3.0, 5.0]
+    # item 1 masked: positions 2..3 -> 2.5; item 0 masked too: 1.5
+    assert forgotten_pair_ranks(fn, forget, torch.tensor([[0], [1]])).tolist() == [2.5, 4.0]
+    assert forgotten_pair_ranks(fn, forget, torch.tensor([[0, 0], [0, 1]])).tolist() == [1.5, 3.0]

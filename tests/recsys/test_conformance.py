@@ -19,9 +19,9 @@ METHODS = sorted(list_methods("recsys"))
 FAST = {"epochs": 2}
 # Schedules strong enough to move a tiny, well-fitted graph (the defaults are for MovieLens).
 METHOD_KWARGS = {
-    "Retrain": {"epochs": 20, "lr": 0.05},
-    "FineTune": {"lr": 0.01},
-    "GradientAscent": {"epochs": 5, "lr": 0.1},
+    "RecRetrain": {"epochs": 20, "lr": 0.05},
+    "RecFineTune": {"lr": 0.01},
+    "RecGradientAscent": {"epochs": 5, "lr": 0.1},
     "E2URec": {"epochs": 3, "aux_epochs": 10},
 }
 NUM_USERS, NUM_ITEMS = 16, 12
@@ -69,7 +69,13 @@ def mean_forgotten_rank(model) -> float:
 
 
 def test_methods_are_discovered():
-    assert set(METHODS) == {"E2URec", "FineTune", "GradientAscent", "Retrain", "ReverseBPR"}
+    assert set(METHODS) == {
+        "E2URec",
+        "RecFineTune",
+        "RecGradientAscent",
+        "RecRetrain",
+        "ReverseBPR",
+    }
     assert all(
         cls.__module__.startswith("unlearnkit.recsys.methods")
         for cls in list_methods("recsys").values()

@@ -36,8 +36,8 @@ TINY = {
     "model": {"arch": "lightgcn", "embedding_dim": 16, "num_layers": 1},
     "training": {"epochs": 3, "lr": 0.05},
     "methods": [
-        {"class_path": "unlearnkit.recsys.methods.Retrain"},
-        {"class_path": "unlearnkit.recsys.methods.GradientAscent", "init_args": {"epochs": 1}},
+        {"class_path": "unlearnkit.recsys.methods.RecRetrain"},
+        {"class_path": "unlearnkit.recsys.methods.RecGradientAscent", "init_args": {"epochs": 1}},
         {"class_path": "unlearnkit.recsys.methods.ReverseBPR", "init_args": {"epochs": 1}},
         {
             "class_path": "unlearnkit.recsys.methods.E2URec",
@@ -91,7 +91,7 @@ def test_run_writes_report_and_second_run_hits_cache(tmp_path, caplog, capsys):
         tmp_path,
         TINY,
         forget=[{"kind": "indices", "indices_file": str(run / "forget_user5_s0.json")}],
-        methods=[{"class_path": "unlearnkit.recsys.methods.Retrain"}],
+        methods=[{"class_path": "unlearnkit.recsys.methods.RecRetrain"}],
     )
     assert "cache hit: loaded the retrained" in run_logged(caplog, again)
 

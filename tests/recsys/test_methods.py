@@ -12,7 +12,7 @@ from _helpers import tiny_graph, trained_lightgcn
 from unlearnkit.data import ForgetSpec
 from unlearnkit.module import default_trainer
 from unlearnkit.recsys.data import EdgeDataset, ForgetEdges, edge_loader, resolve_forget_edges
-from unlearnkit.recsys.methods import E2URec, FineTune, GradientAscent, ReverseBPR
+from unlearnkit.recsys.methods import E2URec, RecFineTune, RecGradientAscent, ReverseBPR
 from unlearnkit.recsys.methods.e2urec import LoRAEmbeddingDelta, forgetting_teacher_scores
 from unlearnkit.recsys.methods.reverse_bpr import reverse_bpr_loss
 from unlearnkit.recsys.models import MFRecommender
@@ -229,8 +229,8 @@ def test_entity_left_without_edges_runs_and_evaluates(kind):
     for method in (
         ReverseBPR(epochs=1),
         E2URec(epochs=1, aux_epochs=1),
-        GradientAscent(),
-        FineTune(epochs=1),
+        RecGradientAscent(),
+        RecFineTune(epochs=1),
     ):
         m = trained_lightgcn(edges)
         forget, retain = loaders(split)

@@ -85,9 +85,14 @@ class InteractionData:
         item_features: Optional item side features aligned with the item ids; ``(I, F)`` float.
         name: Dataset name for reports and cache keys.
 
+    Every split is a set: a (user, item) pair appears at most once in one split and in no other
+    split. A duplicate would straddle forget and retain (forgetting one copy of a training pair
+    would leave the other in ``D_r``, so the retrained model would still learn it); the loaders
+    (:func:`build_interaction_data`, :func:`load_lightgcn_txt`) merge duplicates.
+
     Raises:
-        ValueError: If an edge tensor is malformed, an id is out of range, or an id map has the
-            wrong length.
+        ValueError: If an edge tensor is malformed, an id is out of range, a pair is repeated
+            within a split or shared by two splits, or an id map has the wrong length.
         TypeError: If an edge tensor is not an integer tensor.
     """
 
@@ -102,8 +107,29 @@ class InteractionData:
     name: str = ""
 
     def __post_init__(self) -> None:
-        for split in ("train_edges", "val_edges", "test_edges"):
+        splits = ("train_edges", "val_edges", "test_edges")
+        for split in splits:
             check_edges(getattr(self, split), self.num_users, self.num_items)
+        keys = {split: _pair_keys(getattr(self, split), self.num_items) for split in splits}
+        for split in splits:
+            repeated = _first_repeated(keys[split])
+            if repeated is not None:
+                user, item = divmod(repeated, self.num_items)
+                raise ValueError(
+                    f"{split} holds the pair (user {user}, item {item}) more than once; each "
+                    "interaction must appear once (forgetting one copy would leave the other in "
+                    "D_r): merge duplicates first, e.g. edges = torch.unique(edges, dim=1)"
+                )
+        for i, first in enumerate(splits):
+            for second in splits[i + 1 :]:
+                shared = np.intersect1d(keys[first], keys[second])
+                if shared.size:
+                    user, item = divmod(int(shared[0]), self.num_items)
+                    raise ValueError(
+                        f"the pair (user {user}, item {item}) is in both {first} and {second}; "
+                        "the splits must be disjoint: drop the pair from one of them "
+                        "(load_lightgcn_txt drops test pairs that are also training pairs)"
+                    )
         if len(self.user_ids) != self.num_users or len(self.item_ids) != self.num_items:
             raise ValueError(
                 f"id maps have lengths ({len(self.user_ids)}, {len(self.item_ids)}) but "
@@ -149,6 +175,21 @@ class InteractionData:
             **sizes,
             "edges": sum(sizes.values()),
         }
+
+
+def _pair_keys(edges: Tensor, num_items: int) -> np.ndarray:
+    """``user * num_items + item`` of every column of a checked ``(2, E)`` edge tensor."""
+    e = edges.detach().cpu().long().numpy()
+    return e[0] * int(num_items) + e[1]
+
+
+def _first_repeated(keys: np.ndarray) -> int | None:
+    """The smallest key occurring more than once, or ``None``."""
+    if keys.size < 2:
+        return None
+    ordered = np.sort(keys)
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    return int(ordered[same[0]]) if same.size else None
 
 
 def _as_column(x: Any) -> np.ndarray:
@@ -442,7 +483,9 @@ def load_lightgcn_txt(
     hold one line ``user item item ...`` per user with 0-based ids. Their train/test split is used
     as-is and ids are kept (``num_users``/``num_items`` = largest id + 1 over both files);
     ``val_fraction`` of each user's training items are carved out as validation with ``seed``
-    (every user keeps at least one training item).
+    (every user keeps at least one training item). Repeated pairs are merged, and a pair listed
+    in both files is kept as a training pair only (it is masked from the test ranking anyway, so
+    the metrics do not change; :class:`InteractionData` requires disjoint splits).
 
     Args:
         root: Folder containing ``train.txt`` and ``test.txt``.
@@ -466,7 +509,12 @@ def load_lightgcn_txt(
                 "their terms do not allow us to ship them)"
             )
     train_all = _read_adjacency_lists(root / "train.txt")
-    test = torch.from_numpy(_unique_pairs_np(_np_edges(_read_adjacency_lists(root / "test.txt"))))
+    test = _unique_pairs_np(_np_edges(_read_adjacency_lists(root / "test.txt")))
+    if train_all.numel() and test.size:  # a pair in both files stays a training pair only
+        width = int(max(train_all[1].max(), test[1].max())) + 1
+        seen = _np_edges(train_all)
+        test = test[:, ~np.isin(test[0] * width + test[1], seen[0] * width + seen[1])]
+    test = torch.from_numpy(np.ascontiguousarray(test))
     both = torch.cat([train_all, test], dim=1)
     if both.numel() == 0:
         raise ValueError(f"{root}: train.txt and test.txt hold no interactions")

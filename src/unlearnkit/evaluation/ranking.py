@@ -7,8 +7,23 @@ validation when evaluating test) are removed from the ranking; Recall@K, Precisi
 and NDCG@K are averaged over users that have at least one evaluation item (users without any are
 excluded, not counted as zero).
 
-All metrics are vectorised over a batch of users: one ``(B, I)`` score matrix, one ``topk``, and a
-dense boolean ``(B, I)`` ground-truth matrix per batch.
+Ties are resolved by expectation, never by item id: every metric is its expected value when the
+items of each group of equal scores are put in a uniformly random order (McSherry & Najork,
+"Computing Information Retrieval Performance Measures Efficiently in the Presence of Tied
+Scores", ECIR 2008). A relevant item with ``a`` unmasked items scoring higher and ``t`` scoring
+the same (itself included) lies uniformly in positions ``a+1 .. a+t``, so
+
+- ``P(in top K) = clip(K - a, 0, t) / t`` (Recall@K and Precision@K are sums of these),
+- ``E[gain@K] = (sum_{p=a+1}^{min(a+t, K)} 1 / log2(p + 1)) / t`` (DCG@K is their sum),
+- Hit-rate@K is 1 if some relevant item has ``a + t <= K``; otherwise the tie group straddling
+  the cut-off (``a < K < a + t``), holding ``r`` relevant items, puts ``K - a`` of its ``t``
+  items in the top K and ``P(hit) = 1 - C(t - r, K - a) / C(t, K - a)``.
+
+Without ties these are the usual values. A scorer giving all 100 items one score has
+Recall@10 = 0.1 for a single relevant item, whatever its id.
+
+All metrics are vectorised over a batch of users: one ``(B, I)`` score matrix, one ``topk`` for
+the items that can reach the top K, and one row scan per such relevant item for its tie group.
 
 A *score source* is either a recommender with ``embeddings() -> (user_emb, item_emb)`` (scores are
 dot products; propagation runs once per call), an object with ``full_scores(users)``, or a
@@ -61,23 +76,6 @@ def _check_matrix(scores: Tensor, ground_truth: Tensor, mask: Tensor | None) -> 
         )
 
 
-def _topk_hits(
-    scores: Tensor, ground_truth: Tensor, mask: Tensor | None, k: int, *, masked: bool = False
-) -> Tensor:
-    """``(B, min(k, I))`` bool: whether the r-th ranked unmasked item is relevant.
-
-    ``masked=True`` says ``scores`` already hold ``-inf`` at ``mask``.
-    """
-    if mask is not None and not masked:
-        scores = scores.masked_fill(mask, -math.inf)
-    k = min(k, scores.size(1))
-    top = torch.topk(scores, k, dim=1).indices
-    hits = ground_truth.gather(1, top)
-    if mask is not None:  # a masked item ranked in (fewer than k unmasked items) never counts
-        hits &= ~mask.gather(1, top)
-    return hits
-
-
 def _check_k(k: int) -> None:
     if int(k) < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -87,22 +85,113 @@ def _nan_where_empty(values: Tensor, n_relevant: Tensor) -> Tensor:
     return torch.where(n_relevant > 0, values, torch.full_like(values, math.nan))
 
 
-def _metrics_from_hits(hits: Tensor, n_relevant: Tensor, k: int) -> dict[str, Tensor]:
-    """Per-user recall, precision, hit-rate and NDCG at ``k`` from ranked hits."""
-    h = hits[:, :k].to(torch.float64)
-    n_hit = h.sum(1)
-    n = n_relevant.to(torch.float64)
-    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64, device=h.device))
-    dcg = (h * discounts[: h.size(1)]).sum(1)
-    ideal = torch.cumsum(discounts, 0)
-    idcg = ideal[(n.clamp(min=1, max=k) - 1).long()]
-    out = {
-        "recall": n_hit / n.clamp(min=1),
-        "precision": n_hit / k,
-        "hit_rate": (n_hit > 0).to(torch.float64),
-        "ndcg": dcg / idcg,
-    }
-    return {name: _nan_where_empty(v, n_relevant) for name, v in out.items()}
+def _tie_groups(
+    scores: Tensor,
+    rows: Tensor,
+    items: Tensor,
+    mask: Tensor | None,
+    k_max: int,
+    chunk: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Tie group of each relevant pair that may reach the top ``k_max``.
+
+    For a pair ``(r, i)`` with score ``s = scores[r, i]``: ``above`` = unmasked items of row ``r``
+    scoring ``> s``, ``tied`` = unmasked items scoring ``== s`` (``i`` included), so ``i`` lies
+    uniformly in positions ``above + 1 .. above + tied``. Only pairs with ``above < k_max`` can
+    reach the top ``k_max``: for them every higher item is among the ``k_max`` largest scores,
+    so ``above`` is counted on one ``topk``, and so is ``tied`` unless ``s`` equals the
+    ``k_max``-th score (then the row is scanned, ``chunk`` pairs at a time).
+
+    ``scores`` already hold ``-inf`` at ``mask``. Returns ``(index, above, tied)``: the positions
+    in ``rows`` of those pairs, and their counts (int64).
+    """
+    k_max = min(k_max, scores.size(1))
+    own = scores[rows, items]
+    if torch.isnan(own).any():
+        raise ValueError("scores contain NaN for a relevant item; check the model's outputs")
+    bottom = torch.topk(scores, k_max, dim=1).values  # (B, k_max), descending
+    index = torch.nonzero(own >= bottom[rows, -1]).flatten()
+    rows_c, own_c = rows[index], own[index]
+    above = (bottom[rows_c] > own_c[:, None]).sum(1)
+    # Above the k_max-th score, the whole tie group is among the top-k values; at it, the group
+    # may extend below the cut: scan those rows.
+    tied = (bottom[rows_c] == own_c[:, None]).sum(1)
+    at_cut = torch.nonzero(own_c == bottom[rows_c, -1]).flatten()
+    for lo in range(0, at_cut.numel(), chunk):
+        sel = at_cut[lo : lo + chunk]
+        r = rows_c[sel]
+        equal = scores[r] == own_c[sel, None]
+        if mask is not None:  # masked items sit at -inf: they never tie with a relevant item
+            equal &= ~mask[r]
+        tied[sel] = equal.sum(1)
+    return index, above, tied
+
+
+def _expected_metrics(
+    scores: Tensor,
+    rows: Tensor,
+    items: Tensor,
+    mask: Tensor | None,
+    n_relevant: Tensor,
+    ks: Sequence[int],
+    *,
+    chunk: int = 1024,
+) -> dict[int, dict[str, Tensor]]:
+    """Per-user tie-aware recall, precision, hit-rate and NDCG at each ``k`` (see module doc).
+
+    ``scores`` hold ``-inf`` at ``mask``; ``(rows, items)`` are the relevant, unmasked pairs
+    (unique). Returns ``{k: {"recall", "precision", "hit_rate", "ndcg"}}``, each ``(B,)`` float64
+    with ``NaN`` for rows without relevant items.
+    """
+    num_rows = scores.size(0)
+    device = scores.device
+    index, above, tied = _tie_groups(scores, rows, items, mask, max(ks), chunk)
+    rows_c = rows[index]
+    a, t = above.to(torch.float64), tied.to(torch.float64)
+    n = n_relevant.to(device=device, dtype=torch.float64)
+    k_top = max(ks)
+    discounts = 1.0 / torch.log2(torch.arange(2, k_top + 2, dtype=torch.float64, device=device))
+    cum = torch.cat([discounts.new_zeros(1), torch.cumsum(discounts, 0)])  # cum[m] = sum_{p<=m}
+    zeros = torch.zeros(num_rows, dtype=torch.float64, device=device)
+    out: dict[int, dict[str, Tensor]] = {}
+    for k in ks:
+        # P(position <= k) for a uniform position in [a + 1, a + t]
+        inside = (k - a).clamp(min=0.0).minimum(t) / t
+        hits = zeros.index_add(0, rows_c, inside)
+        # E[1 / log2(position + 1)] restricted to positions <= k
+        hi = (above + tied).clamp(max=k)
+        lo = above.clamp(max=k)
+        dcg = zeros.index_add(0, rows_c, (cum[hi] - cum[lo]) / t)
+        idcg = cum[n.clamp(min=1, max=k).long()]
+        # Hit-rate: 1 if a relevant item is surely in the top k; else the (unique) tie group
+        # straddling the cut-off holds r relevant of t items, k - a of which enter the top k:
+        # P(none enters) = C(t - r, k - a) / C(t, k - a) (hypergeometric).
+        sure = torch.zeros(num_rows, dtype=torch.bool, device=device)
+        sure[rows_c[(above + tied) <= k]] = True
+        cross = (above < k) & (above + tied > k)
+        r_cross = zeros.index_add(0, rows_c[cross], torch.ones_like(a[cross]))
+        t_cross = zeros.clone()
+        t_cross[rows_c[cross]] = t[cross]
+        m_cross = zeros.clone()
+        m_cross[rows_c[cross]] = k - a[cross]
+        free = t_cross - r_cross
+        lgamma = torch.lgamma
+        log_none = (
+            lgamma(free.clamp(min=0) + 1)
+            - lgamma((free - m_cross).clamp(min=0) + 1)
+            - lgamma(t_cross + 1)
+            + lgamma(t_cross - m_cross + 1)
+        )
+        p_none = torch.where(free >= m_cross, torch.exp(log_none), zeros)
+        hit = torch.where(sure, 1.0, torch.where(r_cross > 0, 1.0 - p_none, 0.0))
+        values = {
+            "recall": hits / n.clamp(min=1),
+            "precision": hits / k,
+            "hit_rate": hit,
+            "ndcg": dcg / idcg,
+        }
+        out[k] = {name: _nan_where_empty(v, n) for name, v in values.items()}
+    return out
 
 
 def _per_user(
@@ -111,14 +200,20 @@ def _per_user(
     _check_k(k)
     _check_matrix(scores, ground_truth, mask)
     relevant = ground_truth if mask is None else ground_truth & ~mask
-    hits = _topk_hits(scores, ground_truth, mask, k)
-    return _metrics_from_hits(hits, relevant.sum(1), k)[metric]
+    if mask is not None:
+        scores = scores.masked_fill(mask, -math.inf)
+    rows, items = torch.nonzero(relevant, as_tuple=True)
+    return _expected_metrics(scores, rows, items, mask, relevant.sum(1), [int(k)])[int(k)][metric]
 
 
 def recall_at_k(
     scores: Tensor, ground_truth: Tensor, k: int, *, mask: Tensor | None = None
 ) -> Tensor:
     """Per-user Recall@K: relevant items in the top ``k`` / number of relevant items.
+
+    Tie-aware: the expected value over uniformly random orders of tied items (McSherry & Najork,
+    ECIR 2008; see the module docstring), as are :func:`precision_at_k`, :func:`hit_rate_at_k`
+    and :func:`ndcg_at_k`.
 
     Args:
         scores: Scores of each user (row) for every item (column).
@@ -133,7 +228,7 @@ def recall_at_k(
         scores: ``(B, I)`` float; ground_truth, mask: ``(B, I)`` bool. Returns ``(B,)`` float64.
 
     Raises:
-        ValueError: On mismatched shapes / dtypes or ``k < 1``.
+        ValueError: On mismatched shapes / dtypes, ``k < 1`` or a NaN score of a relevant item.
     """
     return _per_user("recall", scores, ground_truth, k, mask)
 
@@ -167,7 +262,7 @@ def hit_rate_at_k(
 def ndcg_at_k(
     scores: Tensor, ground_truth: Tensor, k: int, *, mask: Tensor | None = None
 ) -> Tensor:
-    """Per-user NDCG@K with binary relevance.
+    """Per-user NDCG@K with binary relevance, tie-aware (expected DCG over random tie orders).
 
     ``DCG = sum_{r <= k} rel_r / log2(r + 1)``; the ideal DCG places ``min(k, n_relevant)``
     relevant items first (Jarvelin & Kekalainen, "Cumulated Gain-Based Evaluation of IR
@@ -282,8 +377,8 @@ def _user_batches(
     eval_edges: Tensor,
     mask_edges: Tensor | None,
     batch_size: int,
-) -> Iterator[tuple[int, int, Tensor, Tensor, Tensor | None, _Grouped]]:
-    """Yield ``(start, stop, scores, ground_truth, mask, grouped_eval)`` per batch of users.
+) -> Iterator[tuple[int, int, Tensor, Tensor | None, _Grouped]]:
+    """Yield ``(start, stop, scores, mask, grouped_eval)`` per batch of users.
 
     Only users with at least one eval edge are scored, in increasing id order.
     """
@@ -303,9 +398,8 @@ def _user_batches(
             _validate(eval_edges, scorer, "eval_edges")
             _validate(mask_edges, scorer, "mask_edges")
         num_items, device = scores.size(1), scores.device
-        truth = gt.dense(start, stop, num_items, device)
         mask = seen.dense(start, stop, num_items, device) if seen is not None else None
-        yield start, stop, scores, truth, mask, gt
+        yield start, stop, scores, mask, gt
 
 
 def rank_metrics(
@@ -318,7 +412,9 @@ def rank_metrics(
 ) -> dict[str, float]:
     """Full-ranking Recall / NDCG / Precision / Hit-rate at each K, averaged over users.
 
-    LightGCN's protocol, arXiv:2002.02126, Sec. 4.1.1 (all-item ranking, training items removed).
+    LightGCN's protocol, arXiv:2002.02126, Sec. 4.1.1 (all-item ranking, training items removed);
+    tied scores count by their expected value over random tie orders (McSherry & Najork,
+    ECIR 2008; see the module docstring), so no item id is favoured.
 
     Args:
         model: Score source (see the module docstring); evaluated under ``torch.no_grad``.
@@ -336,7 +432,8 @@ def rank_metrics(
         eval_edges, mask_edges: ``(2, E)`` int64.
 
     Raises:
-        ValueError: On an unknown user / item id, ``k < 1`` or ``batch_size < 1``.
+        ValueError: On an unknown user / item id, ``k < 1``, ``batch_size < 1`` or a NaN score
+            of a relevant item.
         TypeError: If ``model`` is not a score source.
     """
     ks = sorted({int(k) for k in ks})
@@ -354,19 +451,20 @@ def rank_metrics(
         keys = np.unique(e[0] * width + e[1])
         eval_edges = torch.from_numpy(np.stack([keys // width, keys % width]))
     batches = _user_batches(scorer, eval_edges, mask_edges, batch_size)
-    for start, stop, scores, truth, mask, grouped in batches:
+    for start, stop, scores, mask, grouped in batches:
         rows, items, _ = grouped.slice(start, stop)
-        rows = rows.to(scores.device)
+        rows, items = rows.to(scores.device), items.to(scores.device)
         if mask is not None:  # masked eval pairs are not relevant
-            rows = rows[~mask[rows, items.to(scores.device)]]
+            keep = ~mask[rows, items]
+            rows, items = rows[keep], items[keep]
             if scorer.owns_output:
                 scores.masked_fill_(mask, -math.inf)
             else:
                 scores = scores.masked_fill(mask, -math.inf)
         n_rel = torch.bincount(rows, minlength=stop - start)
-        hits = _topk_hits(scores, truth, mask, ks[-1], masked=True)
-        for k in ks:
-            for name, values in _metrics_from_hits(hits, n_rel, k).items():
+        per_k = _expected_metrics(scores, rows, items, mask, n_rel, ks, chunk=batch_size)
+        for k, metrics in per_k.items():
+            for name, values in metrics.items():
                 sums[f"{name}@{k}"] += float(torch.nansum(values))
         count += int((n_rel > 0).sum())
     return {key: (value / count if count else math.nan) for key, value in sums.items()}
@@ -383,12 +481,15 @@ def forgotten_pair_ranks(
     batch_size: int = 1024,
     return_scores: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """Rank of each forgotten item in its user's full ranking, retained items masked.
+    """Expected rank of each forgotten item in its user's full ranking, retained items masked.
 
-    ``rank(u, i) = 1 + |{j : j not masked for u, s_uj > s_ui}|`` (1 = top; ties resolved in the
-    item's favour). Other forgotten items of the same user stay in the ranking. After good
-    unlearning a forgotten item should rank like it does under the retrained model (typically
-    like a never-seen item), not near the top.
+    ``rank(u, i) = 1 + |{j : s_uj > s_ui}| + |{j != i : s_uj = s_ui}| / 2`` over the unmasked
+    items ``j``: the mean position of ``i`` when tied items are ordered uniformly at random
+    (McSherry & Najork, "Computing Information Retrieval Performance Measures Efficiently in the
+    Presence of Tied Scores", ECIR 2008), so the rank never depends on item ids (1 = top). Other
+    forgotten items of the same user stay in the ranking. After good unlearning a forgotten item
+    should rank like it does under the retrained model (typically like a never-seen item), not
+    near the top.
 
     Args:
         model: Score source (see the module docstring).
@@ -398,10 +499,11 @@ def forgotten_pair_ranks(
         return_scores: Also return the score of each forgotten pair.
 
     Returns:
-        Ranks (and scores), aligned with ``forget_edges``'s columns.
+        Expected ranks (and scores), aligned with ``forget_edges``'s columns; integers when no
+        item ties with the forgotten one, halves possible otherwise.
 
     Shapes:
-        forget_edges: ``(2, F)`` int64. Returns ``(F,)`` int64 (and ``(F,)`` float).
+        forget_edges: ``(2, F)`` int64. Returns ``(F,)`` float64 (and ``(F,)`` float64).
 
     Raises:
         ValueError: On an unknown user / item id or ``batch_size < 1``.
@@ -410,21 +512,25 @@ def forgotten_pair_ranks(
     scorer = _Scorer(model)
     _validate(forget_edges, scorer, "forget_edges")
     num_pairs = forget_edges.size(1)
-    ranks = torch.zeros(num_pairs, dtype=torch.long)
+    ranks = torch.zeros(num_pairs, dtype=torch.float64)
     pair_scores = torch.zeros(num_pairs, dtype=torch.float64)
     batches = _user_batches(scorer, forget_edges, mask_edges, batch_size)
-    for start, stop, scores, _, mask, grouped in batches:
+    for start, stop, scores, mask, grouped in batches:
         rows, items, cols = grouped.slice(start, stop)
-        ranked = scores if mask is None else scores.masked_fill(mask, -math.inf)
         rows, items = rows.to(scores.device), items.to(scores.device)
         # Pair chunks of batch_size keep the (pairs, I) comparison matrix bounded.
         for lo in range(0, rows.numel(), batch_size):
             r, i = rows[lo : lo + batch_size], items[lo : lo + batch_size]
-            own = scores[r, i]
-            greater = (ranked[r] > own[:, None]).sum(1)
+            row = scores[r]
+            own = row.gather(1, i[:, None])
+            greater, equal = row > own, row == own
+            if mask is not None:
+                greater &= ~mask[r]
+                equal &= ~mask[r]
+            others_tied = equal.sum(1) - equal.gather(1, i[:, None]).squeeze(1).long()
             idx = cols[lo : lo + batch_size]
-            ranks[idx] = 1 + greater.cpu()
-            pair_scores[idx] = own.double().cpu()
+            ranks[idx] = (1.0 + greater.sum(1) + 0.5 * others_tied).double().cpu()
+            pair_scores[idx] = own.squeeze(1).double().cpu()
     return (ranks, pair_scores) if return_scores else ranks
 
 

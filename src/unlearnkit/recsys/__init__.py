@@ -13,9 +13,9 @@ from typing import Any
 
 _EXPORTS = {
     "E2URec": "unlearnkit.recsys.methods",
-    "FineTune": "unlearnkit.recsys.methods",
-    "GradientAscent": "unlearnkit.recsys.methods",
-    "Retrain": "unlearnkit.recsys.methods",
+    "RecFineTune": "unlearnkit.recsys.methods",
+    "RecGradientAscent": "unlearnkit.recsys.methods",
+    "RecRetrain": "unlearnkit.recsys.methods",
     "ReverseBPR": "unlearnkit.recsys.methods",
     "LightGCNRecommender": "unlearnkit.recsys.models",
     "MFRecommender": "unlearnkit.recsys.models",

@@ -29,7 +29,7 @@ from unlearnkit.data import ForgetSpec
 from unlearnkit.evaluation.report import format_markdown_table
 from unlearnkit.jobs import common_run_parser, run_job
 from unlearnkit.recsys.data import RecDataModule
-from unlearnkit.recsys.methods import FineTune, Retrain
+from unlearnkit.recsys.methods import RecFineTune, RecRetrain
 from unlearnkit.recsys.models import DotProductRecommender, LightGCNRecommender, MFRecommender
 from unlearnkit.recsys.module import RecEvaluator, RecOutputs, count_parameters
 from unlearnkit.runs import (
@@ -102,7 +102,7 @@ class RecModelConfig:
 class RecTrainSchedule(TrainScheduleBase):
     """BPR training of the original and retrained recommenders (LightGCN's recipe, Sec. 4).
 
-    :meth:`method` gives ``Retrain`` (re-initialised) or ``FineTune`` (from the current weights)
+    :meth:`method` gives ``RecRetrain`` (re-initialised) or ``RecFineTune`` (from the current weights)
     with this schedule.
 
     Args:
@@ -113,10 +113,14 @@ class RecTrainSchedule(TrainScheduleBase):
         optimizer: ``"adam"`` or ``"sgd"``.
         weight_decay: optimizer weight decay.
         lr_schedule: ``"constant"`` or ``"cosine"``.
+        retrain_init: initial weights of the retrained reference θ_r: ``"original"`` (default)
+            starts it from θ_o's own initial weights (same seed, the model's own init), so θ_r
+            and θ_o differ only by the data they saw; ``"fresh"`` draws them with seed + 1, so
+            the gap to θ_r also holds the seed-to-seed spread. Part of the models' cache keys.
     """
 
-    finetune = FineTune
-    retrain = Retrain
+    finetune = RecFineTune
+    retrain = RecRetrain
 
     epochs: int = 40
     lr: float = 1e-2
@@ -124,6 +128,7 @@ class RecTrainSchedule(TrainScheduleBase):
     optimizer: Literal["sgd", "adam"] = "adam"
     weight_decay: float = 0.0
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    retrain_init: Literal["original", "fresh"] = "original"
 
 
 class RecExperimentResult(ExperimentResult):
@@ -136,9 +141,11 @@ def check_methods(methods: Sequence[Unlearner]) -> None:
         module = type(method).__module__
         if module.startswith("unlearnkit.vision"):
             name = type(method).__name__
+            rec = {"FineTune", "GradientAscent", "Retrain"}
+            hint = f"Rec{name}" if name in rec else name
             raise ValueError(
                 f"{name} ({module}) is a vision method; for recommenders use "
-                f"class_path: unlearnkit.recsys.methods.{name}"
+                f"class_path: unlearnkit.recsys.methods.{hint}"
             )
         if not isinstance(method, Unlearner):
             raise TypeError(f"methods must be Unlearners, got {type(method).__name__}")
@@ -147,7 +154,7 @@ def check_methods(methods: Sequence[Unlearner]) -> None:
 class RecExperiment(ExperimentBase):
     """Runs one recommender experiment; see :func:`run_rec_experiment` for the arguments."""
 
-    reference_method = Retrain
+    reference_method = RecRetrain
     keep_outputs = True  # the forgotten-item rank plot shows every model
 
     def __init__(self, data: RecDataModule, *, model: RecModelConfig, **kwargs: Any) -> None:
@@ -293,7 +300,7 @@ def run_rec_experiment(
     Args:
         data: the recommender DataModule (its forget request is replaced by each one in turn).
         forget: forget requests (kinds ``user``, ``item``, ``interaction``, ``indices``).
-        methods: recommender unlearning methods (``Retrain`` is the reference row, not re-run).
+        methods: recommender unlearning methods (``RecRetrain`` is the reference row, not re-run).
         model: the architecture (default LightGCN, D = 64, 3 layers).
         training: BPR schedule of the original and retrained models.
         seed: seed of initialisation, training and unlearning loaders.

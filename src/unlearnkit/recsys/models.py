@@ -100,6 +100,15 @@ class DotProductRecommender(nn.Module, ABC):
             self.item_features = None
         self.register_buffer("graph_edges", torch.empty(2, 0, dtype=torch.long), persistent=False)
 
+    def reset_parameters(self) -> None:
+        """Re-initialise with the model's own init: the projection ``W`` with Xavier-uniform.
+
+        Subclasses extend it to their embedding tables; used by
+        :func:`unlearnkit.reinit.reinitialize` (retraining from scratch).
+        """
+        if self.item_projection is not None:
+            nn.init.xavier_uniform_(self.item_projection.weight)
+
     # -- to implement -------------------------------------------------------------------------
     @abstractmethod
     def _user_table(self) -> Tensor:
@@ -277,6 +286,16 @@ class LightGCNRecommender(DotProductRecommender):
         self.register_buffer("adj_values", torch.empty(0), persistent=False)
         self.has_graph = False
 
+    def reset_parameters(self) -> None:
+        """Re-initialise with LightGCN's own init: Xavier-uniform table (PyG's ``LightGCN``).
+
+        Also the projection of :class:`DotProductRecommender` and the layer weights
+        ``alpha_k = 1/(K+1)`` (a buffer, constant). The graph is kept.
+        """
+        super().reset_parameters()
+        self.lightgcn.reset_parameters()
+        self.lightgcn.alpha.fill_(1.0 / (self.num_layers + 1))
+
     def _user_table(self) -> Tensor:
         return self.lightgcn.embedding.weight[: self.num_users]
 
@@ -418,6 +437,16 @@ class MFRecommender(DotProductRecommender):
         )
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise with the model's own init: Xavier-uniform user and item tables.
+
+        ``std = sqrt(2 / (n + D))`` per table (``n`` rows), not ``nn.Embedding``'s N(0, 1), and
+        the projection of :class:`DotProductRecommender`.
+        """
+        super().reset_parameters()
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
 

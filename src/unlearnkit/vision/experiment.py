@@ -58,6 +58,10 @@ class TrainSchedule(TrainScheduleBase):
         weight_decay: L2 weight decay.
         lr_schedule: ``"cosine"`` or ``"constant"``.
         optimizer: ``"sgd"`` or ``"adam"``.
+        retrain_init: initial weights of the retrained reference θ_r: ``"original"`` (default)
+            starts it from θ_o's own initial weights (same seed, the model's own init), so θ_r
+            and θ_o differ only by the data they saw; ``"fresh"`` draws them with seed + 1, so
+            the gap to θ_r also holds the seed-to-seed spread. Part of the models' cache keys.
     """
 
     finetune = FineTune
@@ -69,6 +73,7 @@ class TrainSchedule(TrainScheduleBase):
     weight_decay: float = 5e-4
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     optimizer: Literal["sgd", "adam"] = "sgd"
+    retrain_init: Literal["original", "fresh"] = "original"
 
 
 class Experiment(ExperimentBase):

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from unlearnkit.reinit import reset_submodules
+
 __all__ = [
     "ARCHS",
     "CIFARResNet18",
@@ -71,6 +73,10 @@ class SmallCNN(nn.Module):
         )
         self.head = nn.Linear(8 * width, num_classes)
 
+    def reset_parameters(self) -> None:
+        """Re-initialise with the layers' own (PyTorch default) init, in construction order."""
+        reset_submodules(self)
+
     def features(self, x: Tensor) -> Tensor:
         """Penultimate representation, float32 ``(N, 8 * width)``."""
         return self.body(x)
@@ -116,6 +122,10 @@ class CompactCIFARNet(nn.Module):
         self.body = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
         self.head = nn.Linear(widths[-1], num_classes)
 
+    def reset_parameters(self) -> None:
+        """Re-initialise with the layers' own (PyTorch default) init, in construction order."""
+        reset_submodules(self)
+
     def features(self, x: Tensor) -> Tensor:
         """Penultimate representation, float32 ``(N, widths[-1])``."""
         return self.body(x)
@@ -149,6 +159,18 @@ class CIFARResNet18(ResNet):
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
         self.maxpool = nn.Identity()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise with torchvision's ResNet init (He et al., arXiv:1512.03385).
+
+        Convolutions: Kaiming-normal, ``fan_out``, ReLU gain; batch norms: weight 1, bias 0,
+        running statistics reset; the classifier: PyTorch's default ``nn.Linear`` init.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, (nn.BatchNorm2d, nn.Linear)):
+                module.reset_parameters()
 
     def features(self, x: Tensor) -> Tensor:
         """Global-average-pooled output of the last stage, float32 ``(N, 512)``."""
@@ -198,10 +220,28 @@ class TimmClassifier(nn.Module):
         _check_positive(num_classes=num_classes, in_channels=in_channels)
         if not timm.is_model(name):
             raise ValueError(f"timm has no model {name!r}; pick one from timm.list_models()")
+        self.name, self.num_classes, self.in_channels = name, num_classes, in_channels
         self.model = timm.create_model(
             name, pretrained=False, num_classes=num_classes, in_chans=in_channels
         )
         self.arch = f"timm:{name}"
+
+    def reset_parameters(self) -> None:
+        """Re-initialise with timm's own init: the weights of a new ``timm.create_model``.
+
+        A fresh model of the same name and sizes (``pretrained=False``) is built with the current
+        random state and its ``state_dict`` copied in, so parameters that no submodule resets
+        (a ViT's ``cls_token`` and ``pos_embed``) are re-drawn too.
+        """
+        import timm
+
+        fresh = timm.create_model(
+            self.name,
+            pretrained=False,
+            num_classes=self.num_classes,
+            in_chans=self.in_channels,
+        )
+        self.model.load_state_dict(fresh.state_dict())
 
     def features(self, x: Tensor) -> Tensor:
         """Pre-logits features from timm's ``forward_head(..., pre_logits=True)``."""

@@ -1,10 +1,10 @@
 """Fine-tuning (FT) on the retained graph and retraining from scratch (Retrain) for recommenders.
 
-The classes are named ``RecFineTune`` / ``RecRetrain`` and exported as
-``unlearnkit.recsys.methods.FineTune`` / ``Retrain``: a class's own name must differ from the
-vision methods', or the bare ``class_path: FineTune`` of vision configs becomes ambiguous
-(jsonargparse resolves bare names over every loaded ``Unlearner`` subclass) as soon as both
-families are imported in one process.
+The classes are ``RecFineTune`` / ``RecRetrain`` (configs: ``unlearnkit.recsys.methods.RecRetrain``),
+one name each: a class's name must differ from the vision methods', or the bare
+``class_path: FineTune`` of vision configs becomes ambiguous (jsonargparse resolves bare names
+over every loaded ``Unlearner`` subclass) as soon as both families are imported in one process.
+Reports use the short names (``method_name``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from unlearnkit.base import UnlearnBatch, init_arguments
 from unlearnkit.recsys.bpr import bpr_batch_loss
 from unlearnkit.recsys.methods.base import RecLossUnlearner
+from unlearnkit.reinit import reinitialize
 
 
 class RecFineTune(RecLossUnlearner):
@@ -66,13 +67,19 @@ class RecRetrain(RecFineTune):
     """Retrain: re-initialise the recommender and train it with BPR on ``D_r`` — the gold standard.
 
     Exact unlearning (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021, arXiv:1912.03817;
-    the "Gold" model of MMRecUn, arXiv:2405.15328, Sec. 4). Setup calls every submodule's
-    ``reset_parameters()`` (seeded by ``seed``) and sets the graph to ``D_r``; the training is
-    LightGCN's: Adam, BPR with uniform negatives, L2 on the batch's layer-0 embeddings
-    (arXiv:2002.02126, Sec. 4). Use the original model's schedule (the runner passes it). A
-    module's ``reset_parameters`` is trusted for its children (the outermost one wins).
+    the "Gold" model of MMRecUn, arXiv:2405.15328, Sec. 4). Setup sets the graph to ``D_r`` and
+    calls :func:`unlearnkit.reinit.reinitialize` with seed ``init_seed`` (``seed`` when ``None``):
+    the model's own ``reset_parameters()`` (Xavier-uniform tables for LightGCN and BPR-MF, not
+    ``nn.Embedding``'s N(0, 1)), checked to have re-drawn every parameter. The experiment runner
+    passes ``init_seed`` from its schedule's ``retrain_init``. The training is LightGCN's: Adam,
+    BPR with uniform negatives, L2 on the batch's layer-0 embeddings (arXiv:2002.02126, Sec. 4).
+    Use the original model's schedule (the runner passes it).
 
-    Args: see :class:`RecFineTune` (defaults: 40 epochs, Adam lr 1e-2).
+    Args: see :class:`RecFineTune` (defaults: 40 epochs, Adam lr 1e-2), and
+        init_seed: seed of the re-initialisation (``None``: ``seed``).
+
+    Raises:
+        ValueError: no retain loader, or a parameter the model's reset leaves untouched.
     """
 
     method_name: ClassVar[str] = "Retrain"
@@ -88,16 +95,12 @@ class RecRetrain(RecFineTune):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
         reg_weight: float = 1e-4,
+        init_seed: int | None = None,
     ) -> None:
-        super().__init__(**init_arguments(locals()))
+        init = init_arguments(locals())
+        self.init_seed = init.pop("init_seed")
+        super().__init__(**init)
 
     def setup(self, model: nn.Module) -> None:
         super().setup(model)
-        done: list[str] = []  # a module's own reset covers its children (PyG's LightGCN
-        for name, module in model.named_modules():  # re-inits its table with Xavier, not N(0,1))
-            if not name or any(name.startswith(prefix + ".") for prefix in done):
-                continue
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
-                done.append(name)
+        reinitialize(model, seed=self.seed if self.init_seed is None else self.init_seed)

@@ -1,7 +1,7 @@
 """Gradient ascent (GA) on the forgotten interactions of a recommender.
 
-Named ``RecGradientAscent``, exported as ``unlearnkit.recsys.methods.GradientAscent`` (see
-:mod:`unlearnkit.recsys.methods.finetune` for why the class name differs from the vision one).
+Named ``RecGradientAscent`` (see :mod:`unlearnkit.recsys.methods.finetune` for why the class
+name differs from the vision one); reports call it ``GradientAscent``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
+from unlearnkit.reinit import reinitialize
 
 
 class FineTune(LossUnlearner):
@@ -53,7 +54,16 @@ class Retrain(FineTune):
     arXiv 1912.03817, §II); every other method is judged by its distance to this model. Use the
     same schedule as the original model's training (the runner passes it).
 
-    Setup: every submodule's ``reset_parameters()`` is called (seeded by ``seed``).
+    Setup: :func:`unlearnkit.reinit.reinitialize` with seed ``init_seed`` (``seed`` when
+    ``None``): the model's own ``reset_parameters()`` (else every submodule's), checked to have
+    re-drawn every parameter. The experiment runner passes ``init_seed`` from its schedule's
+    ``retrain_init`` (the original model's seed, or a fresh one).
+
+    Args: see :class:`FineTune` (defaults: 30 epochs, SGD lr 0.05, cosine), and
+        init_seed: seed of the re-initialisation (``None``: ``seed``).
+
+    Raises:
+        ValueError: no retain loader, or a parameter the model's reset leaves untouched.
     """
 
     def __init__(
@@ -66,11 +76,11 @@ class Retrain(FineTune):
         weight_decay: float = 5e-4,
         lr_schedule: Literal["constant", "cosine"] = "cosine",
         seed: int = 0,
+        init_seed: int | None = None,
     ) -> None:
-        super().__init__(**init_arguments(locals()))
+        init = init_arguments(locals())
+        self.init_seed = init.pop("init_seed")
+        super().__init__(**init)
 
     def setup(self, model: nn.Module) -> None:
-        for module in model.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
+        reinitialize(model, seed=self.seed if self.init_seed is None else self.init_seed)

@@ -66,10 +66,11 @@ def test_cache_refuses_entry_with_other_config(tmp_path):
     cache = ModelCache(tmp_path)
     cache.store(TinyMLP(), {"a": 1}, train_seconds=1.0)
     entry = cache.entry({"a": 1})
-    meta = (entry / "meta.json").read_text().replace('"a": 1', '"a": 2')
-    (entry / "meta.json").write_text(meta)
+    manifest = (entry / "manifest.json").read_text().replace('"a": 1', '"a": 2')
+    (entry / "manifest.json").write_text(manifest)
     with pytest.raises(ValueError, match="holds another config"):
         cache.load(TinyMLP(), {"a": 1})
+    assert (entry / "manifest.json").read_text() == manifest  # left untouched
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -70,12 +71,12 @@ def test_stored_evaluation_of_another_config_is_refused(tmp_path):
     assert not hit and result["acc"].item() == 0.5
     result, hit = cache.get_or_evaluate({"a": 1}, lambda: pytest.fail("must not re-evaluate"))
     assert hit and result["acc"].item() == 0.5
-    stored = tmp_path / "evaluations" / f"{config_hash({'a': 1})}.pt"
-    other = tmp_path / "evaluations" / f"{config_hash({'a': 2})}.pt"
-    other.write_bytes(stored.read_bytes())  # an entry whose content is for another config
+    stored = tmp_path / "evaluations" / config_hash({"a": 1})
+    other = tmp_path / "evaluations" / config_hash({"a": 2})
+    shutil.copytree(stored, other)  # an entry whose content is for another config
     with pytest.raises(ValueError, match="holds another config"):
         cache.get_or_evaluate({"a": 2}, lambda: {})
-    assert other.read_bytes() == stored.read_bytes()  # left untouched
+    assert (other / "result.pt").read_bytes() == (stored / "result.pt").read_bytes()  # untouched
 
 
 @pytest.mark.parametrize(

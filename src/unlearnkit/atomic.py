@@ -2,8 +2,10 @@
 
 Every cache entry, checkpoint, report and downloaded file of unlearnkit is written the same way:
 to a temporary file in the destination's directory (so the rename stays on one file system), then
-moved into place with :func:`os.replace`, which is atomic on POSIX and Windows. If writing fails,
-the temporary file is removed and an existing destination is left untouched.
+moved into place with :func:`os.replace`, which is atomic on POSIX and Windows. The temporary file
+is ``fsync``-ed before the rename and the directory after it, so after a crash or power loss the
+destination holds either the old or the complete new content, never a truncated file. If writing
+fails, the temporary file is removed and an existing destination is left untouched.
 """
 
 from __future__ import annotations
@@ -16,22 +18,45 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_torch_save", "atomic_write_bytes"]
+__all__ = ["atomic_torch_save", "atomic_write_bytes", "fsync_directory"]
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to disk.
+
+    Args:
+        path: the directory.
+
+    Raises:
+        OSError: the directory cannot be opened. Where directories cannot be fsync-ed
+            (Windows), nothing is done.
+    """
+    if os.name == "nt":  # pragma: no cover - directories cannot be opened for fsync there
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call ``write`` on a hidden temp file beside ``path`` (``.<name>.<random>.tmp``), then
-    ``os.replace`` it onto ``path``; on any error remove the temp file and re-raise."""
+    """Call ``write`` on a hidden temp file beside ``path`` (``.<name>.<random>.tmp``), fsync it,
+    ``os.replace`` it onto ``path`` and fsync the directory; on any error remove the temp file
+    and re-raise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
     return path
 
 

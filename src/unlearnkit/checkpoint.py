@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,18 @@ from torch import nn
 from unlearnkit.atomic import atomic_torch_save
 
 __all__ = ["atomic_torch_save", "load_checkpoint", "model_arch", "save_checkpoint"]
+
+#: What :func:`torch.load` raises on a truncated (zip reader ``RuntimeError``), empty
+#: (``EOFError``), garbled (``KeyError``/``UnicodeDecodeError``/``UnpicklingError``...) file.
+_UNREADABLE = (
+    EOFError,
+    RuntimeError,
+    pickle.UnpicklingError,
+    KeyError,
+    IndexError,
+    ValueError,
+    zipfile.BadZipFile,
+)
 
 
 def model_arch(model: nn.Module) -> str:
@@ -56,15 +70,23 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the checkpoint was saved for another architecture, or its tensors do not
-            match the model's names/shapes.
+        ValueError: the file is not a readable checkpoint (truncated, empty, garbled, or a
+            pickle of arbitrary objects), the checkpoint was saved for another architecture, or
+            its tensors do not match the model's names/shapes.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} not found; pass the path of a saved model (.pt)"
         )
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except _UNREADABLE as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(
+            f"checkpoint {path} is not a readable checkpoint (truncated or corrupt?): "
+            f"{type(err).__name__}: {reason}; save it again or pass another file"
+        ) from None
     arch = blob.get("arch") if isinstance(blob, dict) else None
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
     if arch is not None and arch != model_arch(model):

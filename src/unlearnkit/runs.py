@@ -18,7 +18,6 @@ import copy
 import functools
 import hashlib
 import inspect
-import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -340,20 +339,17 @@ class ExperimentBase(ABC):
         return (ref, dict(ref_metrics)), (out, dict(metrics))
 
     def _evaluation_key(self, original: nn.Module, retrained: nn.Module) -> dict[str, Any]:
-        """What the reference evaluation depends on: both cache entries (with their creation
-        times, so a re-trained entry is a new key), the split, the evaluator and the code."""
+        """What the reference evaluation depends on: both models' configs and the SHA-256 of
+        their cached weights (so re-trained weights are a new key, re-written identical weights
+        are not), the split, the evaluator and the code."""
         keys = {
             "original": self._key("original", original),
             "retrained": self._key("retrained", retrained, forget=self.data.split.fingerprint()),
         }
-        created = {}
-        for kind, key in keys.items():
-            meta = self.cache.entry(key) / "meta.json"
-            created[kind] = json.loads(meta.read_text())["created"] if meta.is_file() else None
         return {
             "kind": "evaluation",
             "models": keys,
-            "created": created,
+            "weights": {kind: self.cache.checksum(key) for kind, key in keys.items()},
             "evaluator": {type(self.evaluator).__name__: vars(self.evaluator)},
             "code": _code_fingerprint(type(self), type(self.evaluator)),
         }

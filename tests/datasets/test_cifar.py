@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import tarfile
@@ -166,7 +167,7 @@ def test_decoded_images_are_cached_and_invalidated(tmp_path: Path, monkeypatch) 
     real_decode = cifar._decode_image
     monkeypatch.setattr(cifar, "_decode_image", lambda b: decoded.append(1) or real_decode(b))
     load_cifar10(tar_path, cache_dir=cache)
-    assert len(decoded) == 30 and len(list(cache.glob("cifar10-tar-*.pt"))) == 1
+    assert len(decoded) == 30 and len(list(cache.glob("cifar10-tar/*/tensors.pt"))) == 1
 
     def fail(data: bytes) -> torch.Tensor:
         raise AssertionError("decoder called although the cache is valid")
@@ -183,7 +184,10 @@ def test_folder_cache_and_default_cache_dir(tmp_path: Path, monkeypatch) -> None
     monkeypatch.setenv("UNLEARNKIT_DATA", str(tmp_path / "home"))
     expected = write_folder(tmp_path / "data")
     load_cifar10(tmp_path / "data")
-    assert len(list((tmp_path / "home" / "cache" / "datasets").glob("cifar10-folder-*.pt"))) == 1
+    assert (
+        len(list((tmp_path / "home" / "cache" / "datasets").glob("cifar10-folder/*/tensors.pt")))
+        == 1
+    )
     monkeypatch.setattr(cifar, "_decode_image", lambda b: 1 / 0)
     check_folder(load_cifar10(tmp_path / "data"), expected)
     # adding a file changes the key
@@ -192,13 +196,32 @@ def test_folder_cache_and_default_cache_dir(tmp_path: Path, monkeypatch) -> None
         load_cifar10(tmp_path / "data")
 
 
-def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_cache_is_detected_moved_aside_and_rebuilt(
+    tmp_path: Path, monkeypatch, caplog, damage: str
+) -> None:
     expected = write_folder(tmp_path / "data")
-    load_cifar10(tmp_path / "data", cache_dir=tmp_path / "cache")
-    (entry,) = (tmp_path / "cache").glob("*.pt")
-    entry.write_bytes(b"half a file")
-    check_folder(load_cifar10(tmp_path / "data", cache_dir=tmp_path / "cache"), expected)
-    assert len(entry.read_bytes()) > 1000
+    cache = tmp_path / "cache"
+    load_cifar10(tmp_path / "data", cache_dir=cache)
+    (entry,) = cache.glob("cifar10-folder/*/tensors.pt")
+    good = entry.read_bytes()
+    if damage == "truncate":
+        entry.write_bytes(good[: len(good) // 2])
+    else:  # same size, one byte of image data changed: only the checksum can tell
+        entry.write_bytes(good[:-2000] + bytes([good[-2000] ^ 0xFF]) + good[-1999:])
+    decoded = []
+    real_decode = cifar._decode_image
+    monkeypatch.setattr(cifar, "_decode_image", lambda b: decoded.append(1) or real_decode(b))
+    with caplog.at_level(logging.WARNING, logger="unlearnkit"):
+        check_folder(load_cifar10(tmp_path / "data", cache_dir=cache), expected)
+    assert len(decoded) == 30  # rebuilt from the images, not loaded
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(entry) in warning and "corrupt" in warning and "\n" not in warning
+    (moved,) = (cache / "corrupt" / "cifar10-folder").iterdir()
+    assert len((moved / "tensors.pt").read_bytes()) == (
+        len(good) // 2 if damage == "truncate" else len(good)
+    )
+    assert entry.read_bytes() == good  # the rebuilt entry holds the same tensors
 
 
 def test_bad_image_folders(tmp_path: Path) -> None:

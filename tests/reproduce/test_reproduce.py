@@ -224,7 +224,7 @@ def test_smoke_runs_the_whole_path(table, tmp_path, caplog, capsys):
     assert ssd["metrics"]["time/unlearn_s"] > 0
     assert (run_dir / "table.md").read_text().startswith(f"# `{table}`")
     assert list(run_dir.glob("*-small_cnn-seed0")) or list(run_dir.glob("*-compact_cifar-seed0"))
-    assert list((tmp_path / "cache" / "importance").glob("*.pt"))  # SSD used --cache_dir
+    assert list((tmp_path / "cache" / "importance").glob("*/importance.pt"))  # SSD: --cache_dir
     assert "cache miss: training the original" in caplog.text
 
     if table != "ssd_fullclass_fmnist":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 from pathlib import Path
@@ -397,7 +398,7 @@ def test_second_request_reuses_cached_train_importance(tmp_path):
     first_model = make_net()
     first = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     first.unlearn(first_model, forget[0], train=train)
-    files = list((tmp_path / "importance").glob("*.pt"))
+    files = list((tmp_path / "importance").glob("*/importance.pt"))
     assert not first.cache_hit_ and len(files) == 1 and files[0] == first.cache_path_
     stamp = files[0].stat().st_mtime_ns
     assert first_model.calls == n_train_batches + -(-int((y == 0).sum()) // 64)
@@ -428,25 +429,25 @@ def test_second_request_reuses_cached_train_importance(tmp_path):
     lf = LFSSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     lf.unlearn(make_net(), forget[0], train=train)
     assert not lf.cache_hit_
-    assert len(list((tmp_path / "importance").glob("*.pt"))) == 5
+    assert len(list((tmp_path / "importance").glob("*/importance.pt"))) == 5
     assert files[0].stat().st_mtime_ns == stamp
-    assert not list((tmp_path / "importance").glob("*.tmp"))
+    assert not list((tmp_path / "importance").glob(".*"))  # no temp directories left
 
 
 def test_cache_entry_with_another_key_is_refused(tmp_path):
     dl = loaders()
     method = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     method.unlearn(make_net(), dl["forget"], train=dl["train"])
-    path = method.cache_path_
-    blob = torch.load(path, weights_only=True)
+    manifest = method.cache_path_.parent / "manifest.json"
+    blob = json.loads(manifest.read_text())
     blob["key"]["model"] = "0" * 64
-    torch.save(blob, path)
-    before = path.read_bytes()
-    with pytest.raises(ValueError, match="holds another key"):
+    manifest.write_text(json.dumps(blob))
+    before = manifest.read_bytes()
+    with pytest.raises(ValueError, match="holds another config"):
         SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path)).unlearn(
             make_net(), dl["forget"], train=dl["train"]
         )
-    assert path.read_bytes() == before
+    assert manifest.read_bytes() == before
 
 
 def test_cache_off_writes_nothing_and_default_dir_is_used(tmp_path, monkeypatch):
@@ -458,7 +459,7 @@ def test_cache_off_writes_nothing_and_default_dir_is_used(tmp_path, monkeypatch)
     assert not (tmp_path / "default").exists()
     method = SSD(alpha=2.0, order="by_label")
     method.unlearn(make_net(), dl["forget"], train=dl["train"])
-    assert method.cache_path_.parent == tmp_path / "default" / "importance"
+    assert method.cache_path_.parent.parent == tmp_path / "default" / "importance"
     assert method.cache_path_.is_file()
 
 

@@ -1,18 +1,21 @@
-"""Small file helpers shared by the dataset loaders: default data dir, atomic cache writes."""
+"""Small file helpers shared by the dataset loaders: default data dir, verified tensor caches."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import torch
+from torch import Tensor
 
 from unlearnkit.atomic import atomic_torch_save
+from unlearnkit.store import ArtifactStore
 
-__all__ = ["atomic_torch_save", "default_data_dir", "fingerprint", "load_tensor_cache"]
+__all__ = ["atomic_torch_save", "cached_tensors", "default_data_dir", "fingerprint"]
+
+_TENSORS_FILE = "tensors.pt"
 
 
 def default_data_dir() -> Path:
@@ -41,19 +44,41 @@ def fingerprint(paths: Iterable[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_tensor_cache(path: Path) -> dict[str, Any] | None:
-    """Load a cache file written by :func:`atomic_torch_save`, or return None if absent/unreadable.
+def cached_tensors(
+    cache_dir: Path,
+    namespace: str,
+    key: dict[str, object],
+    build: Callable[[], dict[str, Tensor]],
+) -> dict[str, Tensor]:
+    """Decoded dataset tensors from a verified store entry, or ``build()`` them and store them.
+
+    The entry is ``<cache_dir>/<namespace>/<hash of key>/tensors.pt`` of an
+    :class:`~unlearnkit.store.ArtifactStore`: written atomically with its SHA-256, verified
+    before loading; a corrupt entry (truncated, emptied, bit-flipped) is moved to
+    ``<cache_dir>/corrupt/`` with one warning line and rebuilt. Two processes decoding the same
+    data at once decode it once.
 
     Args:
-        path: Cache file.
+        cache_dir: the store's root directory.
+        namespace: e.g. ``"cifar10-tar"``.
+        key: everything the tensors depend on (source fingerprint, cache format version).
+        build: decodes the source into a dict name → tensor.
 
     Returns:
-        The stored dict, or None when the file does not exist or cannot be unpickled safely (a
-        corrupt entry is then rebuilt by the caller and atomically replaced).
+        The dict name → tensor (on CPU).
+
+    Raises:
+        ValueError: the entry's manifest holds another key (left untouched).
+        Exception: whatever ``build`` raises for a bad source (nothing is stored then).
     """
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a truncated or foreign file can fail in many ways; it is just rebuilt
-        return None
+    store = ArtifactStore(cache_dir)
+    tensors, _, _ = store.get_or_create(
+        namespace,
+        key,
+        build,
+        save=lambda value, directory: torch.save(value, directory / _TENSORS_FILE),
+        load=lambda entry: torch.load(
+            entry.file(_TENSORS_FILE), map_location="cpu", weights_only=True
+        ),
+    )
+    return tensors

@@ -14,8 +14,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from unlearnkit.atomic import atomic_torch_save
-from unlearnkit.datasets._io import default_data_dir, fingerprint, load_tensor_cache
+from unlearnkit.datasets._io import cached_tensors, default_data_dir, fingerprint
 from unlearnkit.datasets.tensors import TensorImageDataset
 
 __all__ = [
@@ -73,7 +72,8 @@ def load_cifar10(
     folders must be the 10 CIFAR-10 names, whose alphabetical order is the label order, files are
     taken in name order); a ``.tar.gz``/``.tgz``/``.tar`` of either layout (``root`` itself, or a
     ``cifar10*``/``cifar-10*`` tarball inside ``root``), read in memory without extracting.
-    Decoded images from a folder or tarball are cached as one ``.pt`` file in ``cache_dir``,
+    Decoded images from a folder or tarball are cached in ``cache_dir`` (a verified store entry
+    ``cifar10-<tar|folder>/<hash>/tensors.pt``, see :func:`~unlearnkit.datasets._io.cached_tensors`),
     keyed by the source files' paths, sizes and modification times, and reused next time.
 
     Args:
@@ -283,13 +283,12 @@ def _cifar10_batches_to_arrays(entries: dict[str, dict[str, Any]], source: Path)
 
 def _cached(kind: str, path: Path, cache_dir: Path) -> Arrays:
     files = [path] if kind == "tar" else _image_files(path)
-    cache_file = cache_dir / f"cifar10-{kind}-{fingerprint(files)}.pt"
-    cached = load_tensor_cache(cache_file)
-    if cached is not None and cached.get("version") == _CACHE_VERSION:
-        return {k: v for k, v in cached.items() if k != "version"}
-    arrays = _read_tar(path) if kind == "tar" else _read_folder(path, files)
-    atomic_torch_save({"version": _CACHE_VERSION, **arrays}, cache_file)
-    return arrays
+    return cached_tensors(
+        cache_dir,
+        f"cifar10-{kind}",
+        {"files": fingerprint(files), "version": _CACHE_VERSION},
+        lambda: _read_tar(path) if kind == "tar" else _read_folder(path, files),
+    )
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -49,12 +49,12 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-from unlearnkit.atomic import atomic_torch_save
 from unlearnkit.base import Unlearner
 from unlearnkit.cache import default_cache_dir
 from unlearnkit.checkpoint import model_arch
 from unlearnkit.datasets.tensors import TensorImageDataset
 from unlearnkit.influence import fisher_diagonal, l2_output_loss, select_params
+from unlearnkit.store import ArtifactStore
 
 __all__ = [
     "LFSSD",
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: The file of an ``I_D`` store entry.
+_IMPORTANCE_FILE = "importance.pt"
 
 ImportanceDefinition = Literal["batch_empirical", "per_sample"]
 BatchOrder = Literal["reference", "retain_then_forget", "by_label", "as_given"]
@@ -386,8 +388,10 @@ class SSD(Unlearner):
     37 %). ``per_sample`` importances do not depend on batching but obey the same bound exactly
     (``I_D = (N_f/N) I_F + (N_r/N) I_R``).
 
-    Cache: ``I_D`` is stored under ``<cache_dir or default_cache_dir()>/importance/<key>.pt``
-    (atomic write; an existing entry is never overwritten), ``key`` = SHA-256 of the model's
+    Cache: ``I_D`` is the :class:`~unlearnkit.store.ArtifactStore` entry
+    ``<cache_dir or default_cache_dir()>/importance/<hash>/importance.pt`` (atomic, checksummed,
+    verified on load, never overwritten; a corrupt one is moved aside and recomputed), keyed by
+    SHA-256 of the model's
     weights and buffers before unlearning (:func:`model_fingerprint`), the training data in order
     (:func:`dataset_fingerprint`), the importance definition, loss, power, batch size, order and
     the eligible parameter names.
@@ -692,39 +696,35 @@ class SSD(Unlearner):
     def _train_importance(
         self, model: nn.Module, loader: Iterable, eligible: list[str]
     ) -> dict[str, Tensor]:
-        """``I_D`` from the cache or computed (and then stored)."""
+        """``I_D`` from the store's ``importance`` namespace (verified) or computed and stored."""
         self.cache_hit_, self.cache_path_ = False, None
         key = self._cache_key(model, loader, eligible) if self.cache else None
-        path = None
+        store = None
         if key is not None:
-            digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
             root = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
-            path = root / "importance" / f"{digest}.pt"
-            self.cache_path_ = path
-            cached = self._load_cached(path, key, model, eligible)
+            store = ArtifactStore(root)
+            self.cache_path_ = store.path("importance", key) / _IMPORTANCE_FILE
+            cached = self._load_cached(store, key, model, eligible)
             if _all_ranks_agree(cached is not None):
-                log.info("%s: I_D cache hit: %s", type(self).__name__, path)
+                log.info("%s: I_D cache hit: %s", type(self).__name__, self.cache_path_)
                 self.cache_hit_ = True
                 return cached  # type: ignore[return-value]
         importance = self._importance(model, loader, eligible)
-        if path is not None and key is not None and _world()[0] == 0 and not path.exists():
-            blob = {"key": key, "importance": {n: v.detach().cpu() for n, v in importance.items()}}
-            atomic_torch_save(blob, path)
-            log.info("%s: I_D stored in the cache: %s", type(self).__name__, path)
+        if store is not None and _world()[0] == 0:
+            state = {n: v.detach().cpu() for n, v in importance.items()}
+            store.put("importance", key, lambda d: torch.save(state, d / _IMPORTANCE_FILE))
+            log.info("%s: I_D stored in the cache: %s", type(self).__name__, self.cache_path_)
         return importance
 
     def _load_cached(
-        self, path: Path, key: dict[str, Any], model: nn.Module, eligible: list[str]
+        self, store: ArtifactStore, key: dict[str, Any], model: nn.Module, eligible: list[str]
     ) -> dict[str, Tensor] | None:
-        if not path.is_file():
+        """The verified cached ``I_D`` (``None``: missing, or corrupt and moved aside)."""
+        entry = store.get("importance", key)  # ValueError when it holds another key
+        if entry is None:
             return None
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("key") != key:
-            raise ValueError(
-                f"importance cache entry {path} holds another key (hash collision or a foreign "
-                "file); remove it by hand or pass cache=False"
-            )
-        stored = blob["importance"]
+        path = entry.file(_IMPORTANCE_FILE)
+        stored = torch.load(path, map_location="cpu", weights_only=True)
         params = dict(model.named_parameters())
         if list(stored) != eligible or any(stored[n].shape != params[n].shape for n in eligible):
             raise ValueError(

@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         0 on success, 2 on a user error (printed as one line; ``UNLEARNKIT_DEBUG=1`` re-raises).
     """
     _quiet_warnings()
+    if os.getcwd() not in sys.path:  # `class_path: my_module.X` from the current directory,
+        sys.path.insert(0, os.getcwd())  # as `python -m` allows
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)

@@ -42,8 +42,8 @@ from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets import FashionMNISTDataModule
 from unlearnkit.evaluation import Evaluator
-from unlearnkit.vision.experiment import Experiment, TrainSchedule
 from unlearnkit.module import default_trainer, fit_method
+from unlearnkit.vision.experiment import Experiment, TrainSchedule
 from unlearnkit.vision.methods import SSD
 
 ROOT = Path(__file__).resolve().parents[1]

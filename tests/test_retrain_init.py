@@ -12,11 +12,11 @@ from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.datasets import DigitsDataModule
 from unlearnkit.evaluation.evaluator import Evaluator
-from unlearnkit.experiment import Experiment, TrainSchedule
 from unlearnkit.recsys.data import edge_loader
 from unlearnkit.recsys.experiment import RecTrainSchedule
 from unlearnkit.recsys.methods import RecFineTune, RecRetrain
 from unlearnkit.recsys.models import MFRecommender
+from unlearnkit.vision.experiment import Experiment, TrainSchedule
 from unlearnkit.vision.methods import FineTune, Retrain
 
 

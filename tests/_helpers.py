@@ -148,7 +148,7 @@ _OTHER_CHOICE = {
     "lr_schedule": {"constant": "cosine", "cosine": "constant"},
     "importance": {"batch_empirical": "per_sample"},
     "loss": {"cross_entropy": "l2_output", "l2_output": "cross_entropy"},
-    "order": {"by_label": "as_given"},
+    "order": {"by_label": "as_given", "reference": "by_label"},
     "distribution": {"user": "pair"},
 }
 
@@ -175,6 +175,8 @@ def non_default_kwargs(cls: type) -> dict:
             out[key] = d / 2 if d else 0.25
         elif isinstance(d, str):
             out[key] = _OTHER_CHOICE[key][d]
+        elif key == "init_seed":
+            out[key] = 7
         elif key == "cache_dir":
             out[key] = "/tmp/unlearnkit-test-not-written"
         elif key == "layers":

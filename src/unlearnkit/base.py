@@ -87,7 +87,8 @@ class Unlearner(ABC):
 
     @property
     def requires_retain(self) -> bool:
-        """Whether the method reads D_r (a ``retain`` or ``union`` stream)."""
+        """Whether the method reads D_r (a ``retain`` or ``union`` stream, or ``train`` built
+        from D_r and D_f when no train loader is given)."""
         return reads(self, "retain")
 
     def unlearn(

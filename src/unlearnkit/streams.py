@@ -216,9 +216,12 @@ def declared_streams(method: Any) -> tuple[str | Stream, ...]:
 
 
 def reads(method: Any, part: str) -> bool:
-    """Whether ``method`` reads the standard set ``part`` (``retain`` is read by ``union`` too)."""
+    """Whether ``method`` reads the standard set ``part``: ``retain`` is read by ``union`` too,
+    and by ``train`` when no train loader is given (D_train is then D_r followed by D_f)."""
     names = {stream_name(s) for s in getattr(method, "streams", ())}
     if part in ("forget", "retain") and "union" in names:
+        return True
+    if part == "retain" and "train" in names:
         return True
     return part in names
 
@@ -302,8 +305,8 @@ def _is_empty(loader: Iterable) -> bool:
 _HOW_TO_PASS = {
     "forget": "pass forget=<DataLoader over D_f>",
     "retain": "pass retain=<DataLoader over D_r (D_train minus the forget set)>",
-    "train": "pass train=<unshuffled DataLoader over D_train>, or retain=<DataLoader over D_r> "
-    "(D_train is then D_r followed by D_f)",
+    "train": "pass retain=<DataLoader over D_r> (D_train is then D_r followed by D_f) or "
+    "train=<unshuffled DataLoader over D_train>",
 }
 
 
@@ -342,7 +345,8 @@ def open_streams(method: Any, model: Any, source: StreamSource) -> dict[str, Ite
         loaders = {p: source.stream_loader(p) for p in parts}
         for part, loader in loaders.items():
             if loader is None or _is_empty(loader):
-                raise ValueError(f"{name} needs a {part} set: {_HOW_TO_PASS[part]}")
+                what = "retain set or a train" if part == "train" else part
+                raise ValueError(f"{name} needs a {what} set: {_HOW_TO_PASS[part]}")
         if stream == "union":
             out[stream] = union_loader(
                 loaders["forget"], loaders["retain"], seed=int(getattr(method, "seed", 0))

@@ -238,7 +238,7 @@ def test_by_label_order_is_a_stable_sort_and_it_matters(tmp_path):
 
 def test_missing_training_data_is_an_error():
     dl = loaders()
-    with pytest.raises(ValueError, match="needs a train set.*retain="):
+    with pytest.raises(ValueError, match="needs a retain set or a train set"):
         SSD(cache=False).unlearn(make_net(), dl["forget"], None)
     # train= alone is enough for the orders that read it
     SSD(cache=False, alpha=2.0, order="by_label").unlearn(

@@ -259,7 +259,7 @@ def _warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         reasons = over_unlearning_reasons(row["metrics"], reference["metrics"])
         if reasons:
             notes.append(
-                f"> **Warning:** `{row['method']}` over-unlearned: {'; '.join(reasons)} (more "
+                f"> **Warning:** `{row['method']}` over-unlearning: {'; '.join(reasons)} (more "
                 f"than {100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
             )
     return notes

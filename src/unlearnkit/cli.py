@@ -211,6 +211,9 @@ def lightning_cli(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``unlearnkit`` console script."""
+    from unlearnkit.threads import configure_threads
+
+    configure_threads(None)  # before torch is imported: thread count and OpenMP wait policy
     _quiet_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

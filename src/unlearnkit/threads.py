@@ -38,6 +38,7 @@ counts can still be changed afterwards and are applied through ``torch.set_num_t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -162,8 +163,7 @@ def configure_threads(
     torch = sys.modules.get("torch")
     if torch is not None and environ is None:
         torch.set_num_threads(n)
-        try:
+        # The inter-op pool may have started (or been set) already: then it is kept.
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(n)
-        except RuntimeError:  # the inter-op pool already started (or was set): keep it
-            pass
     return n

@@ -9,6 +9,7 @@ import multiprocessing as mp
 import os
 import platform
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -253,3 +254,29 @@ def test_corrupt_ssd_importance_entry_is_rebuilt_not_loaded(tmp_path, caplog):
     third = SSD(alpha=2.0, cache_dir=str(tmp_path))
     third.unlearn(_Net(), forget, train=train)
     assert third.cache_hit_
+
+
+def test_ranks_of_a_distributed_job_do_not_claim(tmp_path, monkeypatch):
+    """A DDP fit needs every rank: rank 1 must not wait for rank 0's claim (it would deadlock)."""
+    ctx = mp.get_context("spawn")
+    held = ctx.Event()
+    holder = ctx.Process(target=_hold_claim_forever, args=(str(tmp_path), held))
+    holder.start()
+    try:
+        assert held.wait(timeout=120)
+        monkeypatch.setenv("WORLD_SIZE", "2")  # what Lightning's DDP launcher sets for its ranks
+        got = []
+        store = ArtifactStore(tmp_path)
+        worker = threading.Thread(
+            target=lambda: got.append(
+                store.get_or_create("things", KEY, lambda: "rank1", _save, _load)
+            ),
+            daemon=True,
+        )
+        worker.start()
+        worker.join(timeout=30)
+        assert not worker.is_alive(), "blocked on another rank's claim"
+        assert got[0][0] == "rank1" and not got[0][2]
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(timeout=30)

@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         0 on success, 2 on a user error (printed as one line; ``UNLEARNKIT_DEBUG=1`` re-raises).
     """
+    from unlearnkit.threads import configure_threads
+
+    configure_threads(None)  # before torch is imported: thread count and OpenMP wait policy
     _quiet_warnings()
     if os.getcwd() not in sys.path:  # `class_path: my_module.X` from the current directory,
         sys.path.insert(0, os.getcwd())  # as `python -m` allows

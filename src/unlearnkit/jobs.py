@@ -60,7 +60,8 @@ def common_run_parser(
         "--threads",
         type=int | None,
         default=None,
-        help="torch CPU threads (default: unlearnkit's thread policy, see unlearnkit.threads)",
+        help="CPU threads (default: cores - 1 with a passive OpenMP wait, or $OMP_NUM_THREADS; "
+        "see unlearnkit.threads)",
     )
     p.add_argument("--output", type=str, default="runs", help="parent of the new run directory")
     p.add_argument("--name", type=str | None, default=None, help="run directory name suffix")
@@ -127,11 +128,9 @@ def run_job(
 
 
 def _set_threads(threads: int) -> None:
-    if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
-    import torch
+    from unlearnkit.threads import configure_threads
 
-    torch.set_num_threads(threads)
+    configure_threads(threads)
 
 
 def parse_or_explain(parser: ArgumentParser, argv: list[str]) -> Any:

@@ -27,7 +27,10 @@ The guarantees:
   :meth:`ArtifactStore.get_or_create` looks up, claims, looks up again (another process may have
   written the entry while this one waited), and only then builds: two processes asking for one
   key build it once and both get the same entry. Locks need a local file system (or an NFS with
-  working ``flock``).
+  working ``flock``). The ranks of one distributed job (``WORLD_SIZE`` > 1, or an initialised
+  ``torch.distributed`` group) build *together* (a DDP fit needs every rank), so there
+  :meth:`~ArtifactStore.get_or_create` does not claim: each rank builds, and the first complete
+  entry renamed into place is kept.
 
 An entry whose manifest records another key than the one asked for (a hash collision or an edited
 manifest) is not corrupt but foreign: it raises :class:`ValueError` and is left untouched.
@@ -45,7 +48,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -116,6 +119,18 @@ def _environment() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             env[package] = "unknown"
     return env
+
+
+def _in_distributed_job() -> bool:
+    """Whether this process is one rank of a multi-process job (its ranks must build together)."""
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return True
+    except ValueError:
+        pass
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _fsync_file(path: Path) -> None:
@@ -294,9 +309,12 @@ class ArtifactStore:
             )
         for name, digest in files.items():
             file = path / name
-            if not file.is_file():
-                raise CorruptEntry(file, "missing")
-            actual = file_sha256(file)
+            try:
+                actual = file_sha256(file)
+            except FileNotFoundError:
+                raise CorruptEntry(file, "missing") from None
+            except OSError as err:  # e.g. a directory where a file should be
+                raise CorruptEntry(file, f"unreadable: {err}") from None
             if actual != digest:
                 raise CorruptEntry(
                     file,
@@ -435,6 +453,8 @@ class ArtifactStore:
 
         Look up (verified); on a miss claim the key, look up again, and only if still missing
         call ``build()``, ``put`` it with ``save(value, directory)`` and return the built value.
+        Inside a distributed job no claim is taken (see the module docstring): every rank that
+        misses builds, and one rank's entry is kept.
 
         Args:
             namespace: see :meth:`path`.
@@ -454,7 +474,7 @@ class ArtifactStore:
         entry = self.get(namespace, key)
         if entry is not None:
             return load(entry), entry, True
-        with self.claim(namespace, key):
+        with nullcontext() if _in_distributed_job() else self.claim(namespace, key):
             entry = self.get(namespace, key)
             if entry is not None:
                 return load(entry), entry, True

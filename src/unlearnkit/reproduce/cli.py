@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 
-import torch
 import yaml
 from jsonargparse import ArgumentParser
 
@@ -114,9 +113,9 @@ def reproduce_command(argv: list[str]) -> int:
         )
     spec = load_table(args.table)
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        from unlearnkit.threads import configure_threads
+
+        configure_threads(args.threads)
     trainer = yaml.safe_load(args.trainer) or {}
     if not isinstance(trainer, dict):
         raise ValueError(f"--trainer must be a YAML mapping, got {args.trainer!r}")

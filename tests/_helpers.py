@@ -184,3 +184,27 @@ def non_default_kwargs(cls: type) -> dict:
         else:
             raise AssertionError(f"{cls.__name__}: no non-default value for {key}={d!r}")
     return out
+
+
+def _reads_undeclared_retain() -> type:
+    from typing import ClassVar
+
+    from unlearnkit.base import LossUnlearner
+
+    class ReadsUndeclaredRetain(LossUnlearner):
+        """A method (for the CLI tests) whose loss reads D_r without declaring it."""
+
+        streams: ClassVar[tuple[str, ...]] = ("forget",)
+
+        def __init__(self, *, epochs: int = 1, seed: int = 0) -> None:
+            super().__init__(epochs=epochs, seed=seed)
+
+        def loss(self, model, batch, *, epoch):
+            x, y = batch.retain
+            return model(x).sum()
+
+    ReadsUndeclaredRetain.__module__ = __name__
+    return ReadsUndeclaredRetain
+
+
+ReadsUndeclaredRetain = _reads_undeclared_retain()

@@ -85,6 +85,18 @@ def test_stored_evaluation_of_another_config_is_refused(tmp_path):
         ({"forget": [{"kind": "class", "classes": [12]}]}, "out of range"),
         ({"forget": [{"kind": "indices", "indices_file": "/nonexistent/f.json"}]}, "not found"),
         (
+            {"methods": [{"class_path": "GradientAscnet"}]},
+            "unknown method 'GradientAscnet': did you mean GradientAscent?",
+        ),
+        (
+            {"methods": [{"class_path": "unlearnkit.vision.methods.FineTuen"}]},
+            "module 'unlearnkit.vision.methods' has no class 'FineTuen': did you mean FineTune?",
+        ),
+        (
+            {"methods": [{"class_path": "no_such_module.Method"}]},
+            "cannot import module 'no_such_module'",
+        ),
+        (
             {
                 "data": {
                     "class_path": "unlearnkit.datasets.FashionMNISTDataModule",
@@ -242,3 +254,26 @@ def test_run_under_ddp_trains_on_two_ranks_and_rank_zero_alone_reports(tmp_path)
     assert done.stderr.count("unlearning class[0] with FineTune") == 2  # ... and ran the job too
     by = {r["method"]: r["metrics"] for r in report["rows"]}
     assert by["retrain"]["forget/acc"] <= 0.05 and by["original"]["forget/acc"] >= 0.5
+
+
+def test_help_lists_every_subcommand_and_version(capsys):
+    from unlearnkit.cli import COMMANDS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("run", "reproduce", "fit", "validate", "test", "predict"):
+        assert f"  {name} " in out and name in COMMANDS
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "unlearnkit 0.1.0"
+    assert main(["runn"]) == 2
+    assert "did you mean `unlearnkit run`?" in capsys.readouterr().err
+
+
+def test_a_method_reading_an_undeclared_stream_is_one_line(tmp_path, capsys):
+    args = run_args(tmp_path, TINY, methods=[{"class_path": "_helpers.ReadsUndeclaredRetain"}])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "unlearnkit: error: ReadsUndeclaredRetain reads the 'retain' stream but does not declare "
+        "it: add 'retain' to its class attribute streams (now ('forget',))"
+    ]

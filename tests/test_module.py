@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
 from torch.utils.data import RandomSampler
 
@@ -133,3 +134,37 @@ def test_random_label_never_trains_a_forget_sample_on_its_true_label(monkeypatch
     assert torch.equal(target[~from_forget], y[~from_forget])  # D_r keeps its labels
     assert (target[from_forget] != y[from_forget]).all()  # D_f never gets its true label
     torch.testing.assert_close(loss, cross_entropy(model(x), target))  # one mean over the batch
+
+
+def test_distributed_outputs_drop_the_samplers_padding():
+    """3 forget samples on 2 ranks: a DistributedSampler pads to 4 (sample 0 twice); the gathered
+    outputs keep each sample once, so forget accuracy is 2/3 (not 3/4 or 1/2)."""
+    from types import SimpleNamespace
+
+    from unlearnkit.evaluation import Outputs, accuracy
+
+    module = UnlearningModule(torch.nn.Identity(), GradientAscent())
+    # rank 0 saw samples [0, 2], rank 1 saw [1, 0] (the padding repeats sample 0)
+    per_rank = {
+        "logits": [torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]])],
+        "targets": [torch.tensor([0, 0]), torch.tensor([0, 0])],
+        "index": [torch.tensor([0, 2]), torch.tensor([1, 0])],
+    }
+    stacked = {k: torch.stack(v) for k, v in per_rank.items()}
+
+    def all_gather(t):
+        for key, value in stacked.items():
+            if torch.equal(t, per_rank[key][0]):
+                return value
+        raise AssertionError("unexpected tensor")
+
+    module.all_gather = all_gather
+    module._trainer = SimpleNamespace(world_size=2)
+    logits, targets, attrs = module._gather(
+        per_rank["logits"][0], per_rank["targets"][0], {"index": per_rank["index"][0]}
+    )
+    assert attrs["index"].tolist() == [0, 1, 2]
+    out = Outputs(logits=logits, targets=targets, losses=torch.zeros(3))
+    assert accuracy(out) == pytest.approx(2 / 3)  # samples 0 and 1 right, sample 2 wrong
+    with pytest.raises(ValueError, match="sample index"):
+        module._gather(logits, targets, {})

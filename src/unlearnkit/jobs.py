@@ -134,30 +134,31 @@ def _set_threads(threads: int) -> None:
 
 
 def parse_or_explain(parser: ArgumentParser, argv: list[str]) -> Any:
-    """``parser.parse_args(argv)``; a class path that does not resolve becomes one line naming
-    the closest method or DataModule names instead of jsonargparse's usage banner.
+    """``parser.parse_args(argv)``; a method ``class_path`` that does not resolve becomes one line
+    saying why (module not importable, or no such class in it) with the closest names, instead
+    of jsonargparse's usage banner.
 
     Raises:
-        ValueError: an unknown class name (with suggestions).
+        ValueError: an unknown method class (with suggestions).
         SystemExit: other parse errors (jsonargparse's usage message, exit status 2).
     """
-    unknown = _unknown_class_paths(argv)
-    if unknown:
-        name, candidates = unknown
-        import difflib
-
-        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(candidates)}"
-        raise ValueError(f"unknown class_path {name!r}: {hint}")
+    problem = _unresolved_method(argv)
+    if problem:
+        raise ValueError(problem)
     return parser.parse_args(argv)
 
 
-def _unknown_class_paths(argv: list[str]) -> tuple[str, list[str]] | None:
-    """The first method / DataModule ``class_path`` in the configs of ``argv`` that resolves to
-    nothing, with the known names of its kind; ``None`` when all resolve."""
-    import yaml
+def _closest(name: str, candidates: list[str]) -> str:
+    import difflib
 
-    from unlearnkit.base import Unlearner, list_methods
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    return f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(candidates)}"
+
+
+def _unresolved_method(argv: list[str]) -> str | None:
+    """Why the first method ``class_path`` in the configs of ``argv`` resolves to nothing, or
+    ``None`` when all resolve."""
+    import yaml
 
     configs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-c", "--config")]
     for path in configs:
@@ -165,28 +166,40 @@ def _unknown_class_paths(argv: list[str]) -> tuple[str, list[str]] | None:
             config = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError):
             return None  # jsonargparse reports an unreadable config itself
-        entries = [(m, Unlearner) for m in config.get("methods") or []]
-        for entry, _base in entries:
+        domain = "recsys" if "recsys" in str(config.get("data", "")) else "vision"
+        for entry in config.get("methods") or []:
             class_path = entry.get("class_path") if isinstance(entry, dict) else None
-            if not class_path or _resolves(class_path):
-                continue
-            domain = "recsys" if "recsys" in str(config.get("data", "")) else "vision"
-            return class_path, sorted(list_methods(domain))
+            if class_path:
+                problem = _method_problem(str(class_path), domain)
+                if problem:
+                    return problem
     return None
 
 
-def _resolves(class_path: str) -> bool:
+def _method_problem(class_path: str, domain: str) -> str | None:
     import importlib
 
     from unlearnkit.base import list_methods
 
     if "." not in class_path:
-        return class_path in list_methods("vision") or class_path in list_methods("recsys")
-    module, _, name = class_path.rpartition(".")
+        known = sorted({*list_methods("vision"), *list_methods("recsys")})
+        if class_path in known:
+            return None
+        return (
+            f"unknown method {class_path!r}: {_closest(class_path, sorted(list_methods(domain)))}"
+        )
+    module_name, _, name = class_path.rpartition(".")
     try:
-        return hasattr(importlib.import_module(module), name)
-    except ImportError:
-        return False
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        return (
+            f"method class_path {class_path!r}: cannot import module {module_name!r} ({err}); "
+            "run from the folder that holds it or put it on PYTHONPATH"
+        )
+    if hasattr(module, name):
+        return None
+    names = [n for n, v in vars(module).items() if isinstance(v, type) and not n.startswith("_")]
+    return f"module {module_name!r} has no class {name!r}: {_closest(name, sorted(names))}"
 
 
 def data_class_path(argv: list[str]) -> str | None:

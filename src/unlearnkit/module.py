@@ -7,8 +7,10 @@ method runs once in ``on_fit_start``, use ``max_epochs=0``), ``test`` runs the s
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import lightning as L
@@ -164,6 +166,26 @@ class UnlearningModule(L.LightningModule):
         return logits[keep], targets[keep], {k: v[keep] for k, v in attrs.items()}
 
 
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's start-up lines (GPU/TPU availability, adverts) and its own pytree
+    deprecation warning for the duration; the user's own logging and warnings are kept."""
+    loggers = [
+        logging.getLogger(n)
+        for n in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+    ]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def default_trainer(max_epochs: int, **overrides: Any) -> L.Trainer:
     """A quiet Trainer for the Python API (CPU, one device, no logger/checkpoints)."""
     kwargs: dict[str, Any] = {
@@ -218,15 +240,17 @@ def fit_method(
             )
         chosen[name] = loaders[name]
     data = CombinedLoader(chosen, mode="max_size_cycle")
-    if trainer is None:
-        trainer = default_trainer(method.epochs)
-    elif trainer.max_epochs != method.epochs:
+    quiet = trainer is None
+    if trainer is not None and trainer.max_epochs != method.epochs:
         raise ValueError(
             f"trainer.max_epochs={trainer.max_epochs} but {type(method).__name__}.epochs="
             f"{method.epochs}; build the Trainer with max_epochs=method.epochs"
         )
-    module = module_class(model, method)
-    model.train()
-    trainer.fit(module, train_dataloaders=data)
+    with quiet_lightning() if quiet else contextlib.nullcontext():
+        if trainer is None:  # the promised quiet trainer: no start-up lines
+            trainer = default_trainer(method.epochs)
+        module = module_class(model, method)
+        model.train()
+        trainer.fit(module, train_dataloaders=data)
     model.eval()
     return model

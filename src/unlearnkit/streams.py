@@ -34,6 +34,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 __all__ = [
     "STANDARD_STREAMS",
     "Batch",
+    "UndeclaredStreamError",
     "LoaderSource",
     "Stream",
     "StreamSource",
@@ -106,6 +107,13 @@ def split_batch(batch: Any) -> Batch:
     return Batch(batch[0], batch[1], attrs)
 
 
+class UndeclaredStreamError(AttributeError, KeyError, ValueError):
+    """A method read a stream it did not declare (a ``ValueError``: the CLI shows one line)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class UnlearnBatch:
     """One optimisation step's data: a :class:`Batch` per stream the method declared.
 
@@ -117,8 +125,9 @@ class UnlearnBatch:
         method: the reading method's class name, for error messages.
 
     Raises:
-        AttributeError / KeyError: reading a stream the method did not declare (the message
-            names the method and the fix: add the name to its ``streams``).
+        UndeclaredStreamError: reading a stream the method did not declare (the message names
+            the method and the fix: add the name to its ``streams``); it is an
+            ``AttributeError``, a ``KeyError`` and a ``ValueError``.
     """
 
     def __init__(self, parts: Mapping[str, Any], method: str = "the method") -> None:
@@ -137,7 +146,7 @@ class UnlearnBatch:
 
     def __getitem__(self, name: str) -> Batch:
         if name not in self._parts:
-            raise KeyError(
+            raise UndeclaredStreamError(
                 f"{self._method} reads the {name!r} stream but does not declare it: add "
                 f"{name!r} to its class attribute streams (now {tuple(self._parts)})"
             )
@@ -146,10 +155,7 @@ class UnlearnBatch:
     def __getattr__(self, name: str) -> Batch:
         if name.startswith("_"):
             raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError as err:
-            raise AttributeError(err.args[0]) from None
+        return self[name]
 
     def __repr__(self) -> str:
         return f"UnlearnBatch({', '.join(self._parts)})"

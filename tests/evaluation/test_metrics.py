@@ -131,3 +131,48 @@ def test_speedup_and_over_unlearning() -> None:
     assert over_unlearning(0.4375, 0.75, tolerance=0.25)
     with pytest.raises(ValueError, match="fraction"):
         over_unlearning(50.0, 70.0)
+
+
+def test_over_unlearning_flags_a_collapsed_model_on_class_forgetting() -> None:
+    from unlearnkit.evaluation import OVER_UNLEARNING_TOLERANCE, over_unlearning_reasons
+
+    # GradientAscent at 10x its lr on digits class 0 (the case): forget acc 0 like the
+    # retrained model's, but retain and test accuracy collapsed to 0.11
+    retrain = {"forget/acc": 0.0, "retain/acc": 1.0, "test/acc": 0.99, "mia/efficacy": 1.0}
+    collapsed = {"forget/acc": 0.0, "retain/acc": 0.11, "test/acc": 0.11, "mia/efficacy": 1.0}
+    assert over_unlearning_reasons(collapsed, retrain) == [
+        "retain/acc 0.110 vs retrain's 1.000",
+        "test/acc 0.110 vs retrain's 0.990",
+    ]
+    assert OVER_UNLEARNING_TOLERANCE == 0.1
+    # within the tolerance (0.895 >= 0.99 - 0.1) is not flagged
+    near = {**retrain, "test/acc": 0.895}
+    assert over_unlearning_reasons(near, retrain) == []
+    # MIA-efficacy far *above* retrain's: D_f looks more "unseen" than if never trained on
+    mia = {"forget/acc": 0.9, "retain/acc": 1.0, "test/acc": 0.97, "mia/efficacy": 0.26}
+    ref = {"forget/acc": 0.99, "retain/acc": 1.0, "test/acc": 0.99, "mia/efficacy": 0.03}
+    assert over_unlearning_reasons(mia, ref) == ["mia/efficacy 0.260 vs retrain's 0.030"]
+    assert over_unlearning_reasons({}, ref) == []  # nothing to compare
+    with pytest.raises(ValueError, match="tolerance"):
+        over_unlearning_reasons(mia, ref, tolerance=-1)
+
+
+def test_evaluator_flag_and_gap_from_metric_objects() -> None:
+    from unlearnkit.evaluation import Evaluator, Outputs
+
+    def outputs(correct: int, n: int) -> Outputs:
+        logits = torch.zeros(n, 2)
+        logits[:correct, 0] = 1.0  # predicts class 0
+        logits[correct:, 1] = 1.0
+        targets = torch.zeros(n, dtype=torch.long)
+        return Outputs(logits=logits, targets=targets, losses=torch.zeros(n))
+
+    evaluator = Evaluator(mia=False)
+    ref_out = {"forget": outputs(0, 4), "retain": outputs(10, 10), "test": outputs(9, 10)}
+    ref = evaluator.metrics_from_outputs(ref_out)
+    bad = {"forget": outputs(0, 4), "retain": outputs(1, 10), "test": outputs(1, 10)}
+    with pytest.warns(UserWarning, match="over-unlearning: retain/acc 0.100"):
+        got = evaluator.metrics_from_outputs(bad, reference=ref_out, reference_metrics=ref)
+    assert got["flag/over_unlearning"] == 1.0
+    # Avg. Gap by hand over UA, RA, TA (no MIA): (|1-1| + |0.1-1| + |0.1-0.9|) / 3
+    assert got["gap/avg"] == pytest.approx((0.0 + 0.9 + 0.8) / 3, abs=1e-12)

@@ -38,6 +38,7 @@ from unlearnkit.evaluation.mia import mia_efficacy, mia_entropy_lr
 
 __all__ = [
     "Accuracy",
+    "OverUnlearningWarning",
     "Evaluator",
     "JSToRetrain",
     "MIAEfficacy",
@@ -48,6 +49,10 @@ __all__ = [
 ]
 
 _ACC_SPLITS = ("forget", "retain", "test", "test_forget")
+
+
+class OverUnlearningWarning(UserWarning):
+    """An unlearned model landed far past the retrained model (see :class:`RetrainGap`)."""
 
 
 class Accuracy(Metric):
@@ -119,6 +124,7 @@ class RetrainGap(Metric):
             warnings.warn(
                 f"over-unlearning: {'; '.join(reasons)} (more than {self.tolerance:.2f} past the "
                 "retrained model; a membership attack can spot such samples)",
+                OverUnlearningWarning,
                 stacklevel=2,
             )
         return out

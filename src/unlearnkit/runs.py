@@ -171,8 +171,8 @@ class ExperimentBase(ABC):
     """One experiment: original → retrained → each method → evaluation, per forget request.
 
     Subclasses set :attr:`reference_method` (the ``Retrain`` class whose rows the reference row
-    already is) and implement the hooks :meth:`_build`, :meth:`_model_key`, :meth:`_collector`,
-    :meth:`_reference_metrics`, :meth:`_score` and :meth:`_row`; the others have defaults.
+    already is) and implement the hooks :meth:`_build`, :meth:`_model_key` and :meth:`_row`; the
+    others have defaults (evaluation through the evaluator's shared protocol).
 
     Args:
         data: the DataModule (its forget request is replaced by each request in turn).
@@ -180,7 +180,7 @@ class ExperimentBase(ABC):
         seed: seed of initialisation and training.
         cache: the model cache.
         trainer: extra ``lightning.Trainer`` arguments.
-        evaluator: the evaluator (``collect`` and ``metrics_from_outputs``).
+        evaluator: the evaluator (:class:`~unlearnkit.evaluation.metric.EvaluatorProtocol`).
     """
 
     #: The retraining method class: given as a method, it is skipped (the reference row is it).
@@ -224,17 +224,17 @@ class ExperimentBase(ABC):
         """Train ``model`` in place with the schedule's ``method``."""
         fit_method(method, model, loaders, trainer=trainer)
 
-    @abstractmethod
     def _collector(self) -> Callable[[nn.Module], Any]:
-        """A function evaluating one model on the current request's splits (raw outputs)."""
+        """A function evaluating one model on the current request (the evaluator's raw outputs)."""
+        return lambda model: self.evaluator.collect_from(model, self.data)
 
-    @abstractmethod
     def _reference_metrics(self, ref: Any) -> dict[str, Any]:
-        """The metrics of θ_r, scored against itself."""
+        """The metrics of θ_r, scored against itself (gap 0, ToW 1)."""
+        return self._score(ref, ref, self.evaluator.metrics_from_outputs(ref))
 
-    @abstractmethod
     def _score(self, out: Any, ref: Any, ref_metrics: dict[str, Any]) -> dict[str, Any]:
         """The metrics of one model's outputs against θ_r's."""
+        return self.evaluator.metrics_from_outputs(out, ref, reference_metrics=ref_metrics)
 
     def _extra_metrics(
         self, row: str, original: nn.Module, method: Unlearner | None = None

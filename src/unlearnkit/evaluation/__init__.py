@@ -12,7 +12,7 @@ from unlearnkit.evaluation.evaluator import (
     WorstGroupAccuracy,
     default_metrics,
 )
-from unlearnkit.evaluation.metric import Metric, MetricContext
+from unlearnkit.evaluation.metric import EvaluatorProtocol, Metric, MetricContext
 from unlearnkit.evaluation.metrics import (
     AVG_GAP_KEYS,
     OVER_UNLEARNING_TOLERANCE,
@@ -34,6 +34,7 @@ __all__ = [
     "OVER_UNLEARNING_TOLERANCE",
     "Accuracy",
     "Evaluator",
+    "EvaluatorProtocol",
     "JSToRetrain",
     "MIAEfficacy",
     "MIAEntropyLR",

@@ -209,11 +209,16 @@ class Evaluator:
         """Run ``model`` once over each split: ``{"forget": Outputs, "retain": ..., "test": ...}``."""
         return {split: collect(model, loader) for split, loader in loaders.items()}
 
+    def collect_from(self, model: nn.Module, datamodule: Any) -> dict[str, Outputs]:
+        """:meth:`collect` over an ``UnlearningDataModule``'s evaluation loaders (its current
+        forget request: forget, retain, test and, for class forgetting, test_forget)."""
+        return self.collect(model, datamodule.eval_dataloaders())
+
     def metrics_from_outputs(
         self,
         outputs: Mapping[str, Outputs],
-        *,
         reference: Mapping[str, Outputs] | None = None,
+        *,
         reference_metrics: Mapping[str, float] | None = None,
     ) -> dict[str, float]:
         """Metrics from collected outputs.

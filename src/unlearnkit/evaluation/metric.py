@@ -15,9 +15,26 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-__all__ = ["Metric", "MetricContext"]
+__all__ = ["EvaluatorProtocol", "Metric", "MetricContext"]
+
+
+@runtime_checkable
+class EvaluatorProtocol(Protocol):
+    """What the experiment loop needs of an evaluator (classification and ranking alike).
+
+    :class:`~unlearnkit.evaluation.Evaluator` and
+    :class:`~unlearnkit.evaluation.ranking_evaluator.RecEvaluator` implement it.
+    """
+
+    def collect_from(self, model: Any, datamodule: Any) -> Any:
+        """Run ``model`` once on the datamodule's current forget request; the raw outputs."""
+
+    def metrics_from_outputs(
+        self, outputs: Any, reference: Any = None, *, reference_metrics: Any = None
+    ) -> dict[str, float]:
+        """The flat ``{"split/metric": value}`` dict, against θ_r's outputs when given."""
 
 
 @dataclass

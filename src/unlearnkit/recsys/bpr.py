@@ -13,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from unlearnkit.datasets.interactions import check_edges
+from unlearnkit.datasets.interactions import (  # noqa: F401  (re-exported: the sampler's old home)
+    _sample_unseen,
+    _seen_keys,
+    _unique_keys,
+    check_edges,
+    sample_negatives,
+)
 
 if TYPE_CHECKING:
     from unlearnkit.datasets.interactions import InteractionData
@@ -149,112 +154,6 @@ def seen_item_csr(edges: Tensor, num_users: int, num_items: int) -> Tensor:
     values = torch.ones(keys.numel(), device=edges.device)
     return torch.sparse_csr_tensor(
         crow, cols, values, (num_users, num_items), check_invariants=False
-    )
-
-
-def _unique_keys(users: Tensor, items: Tensor, num_items: int) -> Tensor:
-    """Sorted unique ``user * I + item`` keys (NumPy on CPU: immune to torch thread contention)."""
-    keys = users.long() * num_items + items.long()
-    if keys.device.type == "cpu":
-        return torch.from_numpy(np.unique(keys.numpy()))
-    return torch.unique(keys)
-
-
-def _seen_keys(seen: Tensor, num_items: int) -> tuple[Tensor, Tensor]:
-    """Sorted ``user * I + item`` keys and per-user counts from edges or a CSR matrix."""
-    if seen.layout == torch.sparse_csr:
-        if seen.size(1) != num_items:
-            raise ValueError(
-                f"seen CSR has {seen.size(1)} item columns but num_items={num_items}; "
-                "build it with seen_item_csr(edges, num_users, num_items)"
-            )
-        crow, col = seen.crow_indices(), seen.col_indices()
-        counts = crow[1:] - crow[:-1]
-        rows = torch.repeat_interleave(torch.arange(counts.numel(), device=crow.device), counts)
-        keys = _unique_keys(rows, col, num_items)  # robust to unsorted columns / duplicates
-    else:
-        check_edges(seen, None, num_items)
-        keys = _unique_keys(seen[0], seen[1], num_items)
-    return keys, torch.bincount(keys // num_items)
-
-
-def sample_negatives(
-    users: Tensor,
-    seen: Tensor,
-    num_items: int,
-    generator: torch.Generator | None = None,
-    *,
-    max_rounds: int = 1000,
-) -> Tensor:
-    """Sample one negative item per user, uniformly among the items the user has NOT interacted.
-
-    Vectorised rejection sampling: draw uniform items for all users, redraw only the ones that hit
-    a seen item (membership by binary search over sorted ``user * I + item`` keys), until none
-    does. The result is exactly uniform over each user's unseen items (Rendle et al., UAI 2009,
-    Sec. 4.3, LearnBPR with bootstrap sampling).
-
-    Args:
-        users: User ids (repeats allowed).
-        seen: Interactions to avoid: ``(2, E)`` edges or a ``(U, I)`` sparse CSR matrix from
-            :func:`seen_item_csr`.
-        num_items: Number of items ``I``.
-        generator: Random generator for reproducible draws (CPU generator for CPU tensors).
-        max_rounds: Cap on redraw rounds (reached only if a user has almost every item).
-
-    Returns:
-        Negative item ids.
-
-    Shapes:
-        users: ``(B,)`` int64. Returns ``(B,)`` int64 on ``users.device``.
-
-    Raises:
-        ValueError: If a user has interacted with every item (no negative exists) or sampling did
-            not finish within ``max_rounds``.
-    """
-    keys, counts = _seen_keys(seen, num_items)
-    return _sample_unseen(users.long(), keys, counts, num_items, generator, max_rounds)
-
-
-def _sample_unseen(
-    users: Tensor,
-    keys: Tensor,
-    counts: Tensor,
-    num_items: int,
-    generator: torch.Generator | None,
-    max_rounds: int = 1000,
-) -> Tensor:
-    """Rejection sampling of unseen items given sorted seen keys and per-user seen counts."""
-    device = users.device
-    if users.numel() == 0:
-        return torch.empty(0, dtype=torch.long, device=device)
-    keys, counts = keys.to(device), counts.to(device)
-    in_range = users < counts.numel()
-    full = torch.zeros_like(users, dtype=torch.bool)
-    full[in_range] = counts[users[in_range]] >= num_items
-    if bool(full.any()):
-        raise ValueError(
-            f"user {int(users[full][0])} has interacted with all {num_items} items, so no "
-            "negative exists; drop such users before BPR training"
-        )
-
-    def draw(n: int) -> Tensor:
-        return torch.randint(num_items, (n,), generator=generator, device=device)
-
-    neg = draw(users.numel())
-    if keys.numel() == 0:
-        return neg
-    todo = torch.arange(users.numel(), device=device)
-    last = keys.numel() - 1
-    for _ in range(max_rounds):
-        cand = users[todo] * num_items + neg[todo]
-        hit = keys[torch.searchsorted(keys, cand).clamp(max=last)] == cand
-        todo = todo[hit]
-        if todo.numel() == 0:
-            return neg
-        neg[todo] = draw(todo.numel())
-    raise ValueError(
-        f"negative sampling did not finish in {max_rounds} rounds; some users have almost every "
-        "item: raise max_rounds or drop them"
     )
 
 

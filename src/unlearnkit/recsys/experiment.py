@@ -15,7 +15,7 @@ config's ``data`` is a :class:`~unlearnkit.recsys.data.RecDataModule`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -173,16 +173,6 @@ class RecExperiment(ExperimentBase):
 
     def _fit(self, method: Any, model: nn.Module, loaders: Mapping, trainer: Any) -> None:
         method.fit(model, loaders, trainer=trainer)
-
-    def _collector(self) -> Callable[[nn.Module], RecOutputs]:
-        data, split = self.data.data, self.data.split
-        return lambda model: self.evaluator.collect(model, data, split)
-
-    def _reference_metrics(self, ref: RecOutputs) -> dict[str, Any]:
-        return self._score(ref, ref, {})
-
-    def _score(self, out: Any, ref: Any, ref_metrics: dict[str, Any]) -> dict[str, Any]:
-        return self.evaluator.metrics_from_outputs(out, ref)
 
     def _extra_metrics(
         self, row: str, original: nn.Module, method: Unlearner | None = None

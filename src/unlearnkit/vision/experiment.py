@@ -102,15 +102,6 @@ class Experiment(ExperimentBase):
         loaders = self.data.eval_dataloaders()
         return lambda model: self.evaluator.collect(model, loaders)
 
-    def _reference_metrics(self, ref: dict[str, Outputs]) -> dict[str, Any]:
-        metrics = self.evaluator.metrics_from_outputs(ref)
-        return self._score(ref, ref, metrics)  # itself as reference: gap 0, ToW 1
-
-    def _score(self, out: Any, ref: Any, ref_metrics: dict[str, Any]) -> dict[str, Any]:
-        return self.evaluator.metrics_from_outputs(
-            out, reference=ref, reference_metrics=ref_metrics
-        )
-
     def _extra_metrics(
         self, row: str, original: nn.Module, method: Unlearner | None = None
     ) -> dict[str, Any]:

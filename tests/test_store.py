@@ -232,7 +232,7 @@ def test_corrupt_ssd_importance_entry_is_rebuilt_not_loaded(tmp_path, caplog):
     x, y = torch.randn(60, 4, generator=g), torch.arange(3).repeat(20)
     train = DataLoader(TensorDataset(x, y), batch_size=16)
     forget = DataLoader(TensorDataset(x[y == 0], y[y == 0]), batch_size=16)
-    first = SSD(alpha=2.0, cache_dir=str(tmp_path))
+    first = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     first.unlearn(_Net(), forget, train=train)
     path = first.cache_path_
     good = path.read_bytes()
@@ -241,7 +241,7 @@ def test_corrupt_ssd_importance_entry_is_rebuilt_not_loaded(tmp_path, caplog):
     for i in range(len(good) - 1200, len(good) - 1190):
         flipped[i] ^= 0x10
     path.write_bytes(bytes(flipped))
-    second = SSD(alpha=2.0, cache_dir=str(tmp_path))
+    second = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="unlearnkit"):
         second.unlearn(_Net(), forget, train=train)
     assert not second.cache_hit_  # recomputed, not loaded

@@ -251,7 +251,7 @@ def test_corrupt_ssd_importance_entry_is_rebuilt_not_loaded(tmp_path, caplog):
         torch.testing.assert_close(second.importance_train_[name], value, rtol=0, atol=0)
     assert path.read_bytes() == good  # the rebuilt entry holds the same I_D
     assert len(list((tmp_path / "corrupt" / "importance").iterdir())) == 1
-    third = SSD(alpha=2.0, cache_dir=str(tmp_path))
+    third = SSD(alpha=2.0, order="by_label", cache_dir=str(tmp_path))
     third.unlearn(_Net(), forget, train=train)
     assert third.cache_hit_
 

@@ -55,12 +55,15 @@ def test_cache_trains_once_then_hits(tmp_path):
 
     def train(m):
         calls.append(1)
+        time.sleep(0.05)  # a measurable training time
         with torch.no_grad():
             m.head.bias.fill_(1.5)
 
     cfg = {"data": "blobs", "seed": 0}
     seconds, hit = cache.get_or_train(TinyMLP(), cfg, train)
-    assert not hit and len(calls) == 1 and seconds >= 0
+    assert not hit and len(calls) == 1 and 0.05 <= seconds < 5.0
+    again, _ = cache.get_or_train(TinyMLP(), cfg, train)
+    assert again == seconds  # a hit reports the stored training time, not the load time
     model = TinyMLP()
     _, hit = cache.get_or_train(model, cfg, train)
     assert hit and len(calls) == 1

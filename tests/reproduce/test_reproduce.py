@@ -221,7 +221,9 @@ def test_smoke_runs_the_whole_path(table, tmp_path, caplog, capsys):
     keys += ["test_forget/acc"] if "test_forget/acc" in load_table(table).columns else []
     for key in keys:
         assert 0.0 <= ssd["metrics"][key] <= 1.0, key
-    assert ssd["metrics"]["time/unlearn_s"] > 0
+    retrain = next(r for r in result["rows"] if r["method"] == "retrain")
+    t_ret, t_ssd = retrain["metrics"]["time/unlearn_s"], ssd["metrics"]["time/unlearn_s"]
+    assert ssd["metrics"]["time/speedup"] == pytest.approx(t_ret / t_ssd, rel=1e-9)
     assert (run_dir / "table.md").read_text().startswith(f"# `{table}`")
     assert list(run_dir.glob("*-small_cnn-seed0")) or list(run_dir.glob("*-compact_cifar-seed0"))
     assert list((tmp_path / "cache" / "importance").glob("*/importance.pt"))  # SSD: --cache_dir

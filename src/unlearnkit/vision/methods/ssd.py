@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -154,6 +155,33 @@ def ssd_dampening_factors(
         )
         factors[name] = beta
     return factors
+
+
+def nothing_selected_message(
+    method: Any, importance_forget: dict[str, Tensor], importance_train: dict[str, Tensor]
+) -> str:
+    """The warning of an SSD run that dampened nothing, with the α that would select something.
+
+    A parameter is selected when ``I_F > α · I_D``; the largest ratio ``I_F / I_D`` over all
+    parameters (with ``I_D > 0``) is the α below which at least one is selected.
+    """
+    ratios = [
+        (
+            importance_forget[n][importance_train[n] > 0]
+            / importance_train[n][importance_train[n] > 0]
+        )
+        for n in importance_forget
+    ]
+    top = max((float(r.max()) for r in ratios if r.numel()), default=0.0)
+    hint = (
+        f"the largest I_F/I_D is {top:.3g}, so alpha < {top:.3g} selects at least one parameter"
+        if top > 0
+        else "I_F is 0 everywhere: the forget set has no gradient signal"
+    )
+    return (
+        f"{type(method).__name__} dampened 0 of the model's parameters at alpha={method.alpha}: "
+        f"no I_F exceeds alpha * I_D; {hint} (the model is unchanged)"
+    )
 
 
 # -- fingerprints (cache keys) -------------------------------------------------------------------
@@ -532,6 +560,10 @@ class SSD(Unlearner):
         self.importance_train_ = importance_train
         self.selected_ = selected
         self.n_selected_ = sum(selected.values())
+        if self.n_selected_ == 0:
+            warnings.warn(
+                nothing_selected_message(self, importance_forget, importance_train), stacklevel=4
+            )
         self.n_eligible_ = sum(params[n].numel() for n in eligible)
         self.times_ = {
             "train": after_train - start,

@@ -6,8 +6,9 @@ CPU waiting for the others. On an idle machine that is fastest; on a busy one (a
 a browser, a shared node, a 2-core CI box running two jobs) the thread that lost its core is
 descheduled while its siblings burn their time slices spinning for it, and a job slows down not by
 the share of the CPU it lost but by several times. On a 2-core machine with one other busy process
-the default ``unlearnkit run`` took 155-374 s with torch's default two spinning threads and about
-30-50 s with one thread (``benchmarks/bench_contention.py``, ``benchmarks/RESULTS.md``).
+the default ``unlearnkit run`` took 382 s with torch's default two spinning threads (181 s without
+that process; other users' jobs ran throughout, load 1.5-3.5) and 33 s with one thread, no more
+than without the busy process (``benchmarks/bench_contention.py``, ``benchmarks/RESULTS.md``).
 
 The policy applied by :func:`configure_threads`:
 
@@ -21,12 +22,13 @@ The policy applied by :func:`configure_threads`:
    fastest choice when the machine was idle (small models gain little from a second thread).
 4. ``OMP_WAIT_POLICY=PASSIVE`` unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``:
    idle OpenMP threads sleep instead of spinning, so an oversubscribed pool degrades in proportion
-   to the CPU it lost instead of collapsing. On an idle machine it costs little (a few percent
-   on wake-up latency of tiny kernels).
+   to the CPU it lost instead of collapsing. Its price is the wake-up latency of short parallel
+   regions on an idle machine; with two threads on the default job it was not measurable
+   (35.9 s vs 34.3 s for one thread, under the same outside load).
 
 Rejected (measured in ``benchmarks/RESULTS.md``): torch's default (``cores`` threads, spinning)
-collapses under contention; ``min(cores, 2)`` threads with PASSIVE avoids the collapse but is still
-much slower than one thread when one of two cores is busy; an "auto" count from
+collapses under contention; ``min(cores, 2)`` threads with PASSIVE avoids the collapse but took
+twice as long as one thread when one of two cores was busy (60.5 s vs 32.5 s); an "auto" count from
 ``os.getloadavg()`` reads a one-minute average taken *before* the job, cannot see a competitor that
 starts later, and on an idle 2-core machine picks two threads, which were no faster.
 

@@ -235,7 +235,7 @@ def lightning_cli(args: list[str]) -> None:
             self.run_dir = _fit_run_dir()
             os.environ[FIT_RUN_DIR_ENV] = str(self.run_dir)
             if os.environ.get("LOCAL_RANK", "0") == "0":
-                self._parser("fit").save(config, self.run_dir / "config.yaml", skip_none=False)
+                self._parser("fit").save(config, self.run_dir / "config.yaml")
                 print(f"fit: writing into {self.run_dir}")
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:

@@ -441,3 +441,21 @@ def test_an_omitted_batch_size_trains_the_default_experiments_original(tmp_path)
         keys.append(exp._key("original", SmallCNN()))
     assert keys[0]["batch_size"] == 64
     assert keys[0] == keys[1]
+
+
+def test_the_cli_and_its_help_import_no_heavy_optional_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from unlearnkit.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "print(sorted(m for m in ('torch_geometric', 'timm', 'matplotlib', 'torch', 'lightning')"
+        " if m in sys.modules))\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -143,10 +143,10 @@ def test_default_run_meets_the_class_forgetting_acceptance_bar(tmp_path, caplog)
     assert {r["forget"] for r in rows} == {"class[0]", "random10%s0"}
 
 
-FIT_FRAGMENTS = [
-    "configs/trainer/cpu.yaml",
-    "configs/data/digits.yaml",
-    "configs/model/small_cnn.yaml",
+FIT_FRAGMENTS = [  # absolute: `fit` writes runs/<time>-fit/ into the working directory
+    str(ROOT / "configs" / "trainer" / "cpu.yaml"),
+    str(ROOT / "configs" / "data" / "digits.yaml"),
+    str(ROOT / "configs" / "model" / "small_cnn.yaml"),
 ]
 
 
@@ -154,10 +154,10 @@ FIT_FRAGMENTS = [
     "method", sorted(p.name for p in (ROOT / "configs" / "method").glob("*.yaml"))
 )
 def test_method_configs_fast_dev_run(method, tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))  # SSD's I_D cache
     args = ["fit"]
-    for frag in [*FIT_FRAGMENTS, f"configs/method/{method}"]:
+    for frag in [*FIT_FRAGMENTS, str(ROOT / "configs" / "method" / method)]:
         args += ["-c", frag]
     assert (
         main([*args, "--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path)])
@@ -166,9 +166,9 @@ def test_method_configs_fast_dev_run(method, tmp_path, monkeypatch):
 
 
 def test_test_subcommand_logs_metrics(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)
     args = ["test"]
-    for frag in [*FIT_FRAGMENTS, "configs/method/finetune.yaml"]:
+    for frag in [*FIT_FRAGMENTS, str(ROOT / "configs" / "method" / "finetune.yaml")]:
         args += ["-c", frag]
     assert main([*args, "--trainer.default_root_dir", str(tmp_path)]) == 0
 
@@ -176,12 +176,12 @@ def test_test_subcommand_logs_metrics(tmp_path, monkeypatch):
 def test_fit_rejects_checkpoint_of_another_architecture(tmp_path, monkeypatch, capsys):
     import torch
 
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)
     ckpt = tmp_path / "other.pt"
     torch.save({"arch": "resnet18_cifar", "state_dict": {}}, ckpt)
     stamp = ckpt.stat().st_mtime_ns
     args = ["fit"]
-    for frag in [*FIT_FRAGMENTS, "configs/method/finetune.yaml"]:
+    for frag in [*FIT_FRAGMENTS, str(ROOT / "configs" / "method" / "finetune.yaml")]:
         args += ["-c", frag]
     code = main(
         [
@@ -277,3 +277,185 @@ def test_a_method_reading_an_undeclared_stream_is_one_line(tmp_path, capsys):
         "unlearnkit: error: ReadsUndeclaredRetain reads the 'retain' stream but does not declare "
         "it: add 'retain' to its class attribute streams (now ('forget',))"
     ]
+
+
+def _fit_args(method: str = "finetune.yaml") -> list[str]:
+    args = []
+    for frag in [*FIT_FRAGMENTS, str(ROOT / "configs" / "method" / method)]:
+        args += ["-c", frag]
+    return args
+
+
+def test_train_fit_test_is_a_path_from_an_original_to_an_evaluated_unlearned_model(
+    tmp_path, monkeypatch, capsys
+):
+    from unlearnkit.checkpoint import load_checkpoint
+    from unlearnkit.datasets import DigitsDataModule
+    from unlearnkit.evaluation import Evaluator
+    from unlearnkit.vision.models import SmallCNN
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    assert main(["train", "--out", "original.pt", "--training.epochs", "2"]) == 0
+    assert "trained in" in capsys.readouterr().out
+    # the same experiment again: the cached original, and an existing file is never replaced
+    stamp = (tmp_path / "original.pt").stat().st_mtime_ns
+    assert main(["train", "--out", "original.pt", "--training.epochs", "2"]) == 2
+    assert "original.pt already exists" in capsys.readouterr().err
+    assert (tmp_path / "original.pt").stat().st_mtime_ns == stamp
+    assert main(["train", "--out", "again.pt", "--training.epochs", "2"]) == 0
+    assert "from the model cache" in capsys.readouterr().out
+    original = SmallCNN()
+    assert load_checkpoint(original, tmp_path / "original.pt")["training"]["epochs"] == 2
+
+    fit = ["fit", *_fit_args(), "--model.checkpoint", "original.pt"]
+    assert main(fit) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.endswith("-fit")
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.json", "unlearned.pt"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["checkpoint"] == "original.pt"
+    assert not (tmp_path / "config.yaml").exists()  # nothing left in the working directory
+    unlearned = SmallCNN()
+    meta = load_checkpoint(unlearned, run / "unlearned.pt")
+    assert meta == {"kind": "unlearned", "method": "FineTune", "original": "original.pt"}
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            original.state_dict().values(), unlearned.state_dict().values(), strict=True
+        )
+    )
+    # metrics.json holds the Evaluator's metrics of exactly that checkpoint
+    record = json.loads((run / "metrics.json").read_text())
+    data = DigitsDataModule()
+    data.setup()
+    expected = Evaluator().metrics_from_outputs(Evaluator().collect_from(unlearned.eval(), data))
+    assert record["metrics"].keys() == expected.keys()
+    for name, value in expected.items():
+        assert record["metrics"][name] == pytest.approx(float(value), abs=1e-6), name
+    # a second fit: its own run directory (no `config.yaml expected to NOT exist`)
+    assert main(fit) == 0
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+    capsys.readouterr()
+
+    assert main(["test", *_fit_args(), "--model.checkpoint", str(run / "unlearned.pt")]) == 0
+    out = capsys.readouterr().out
+    assert f"test: {run / 'unlearned.pt'}" in out
+    assert f"forget/acc      │ {record['metrics']['forget/acc']:.4f}" in out
+    assert f"test/acc        │ {record['metrics']['test/acc']:.4f}" in out
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_train_refuses_a_recommender_experiment(tmp_path, capsys):
+    config = str(ROOT / "configs" / "experiments" / "movielens_users.yaml")
+    assert main(["train", "-c", config, "--out", str(tmp_path / "o.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "saves classification originals" in err[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("command", ["run", "train", "fit", "test"])
+def test_a_missing_gpu_is_one_line_before_any_work(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    args = {
+        "run": ["run", "--trainer", "{accelerator: gpu}"],
+        "train": ["train", "--out", "o.pt", "--trainer", "{accelerator: gpu}"],
+        "fit": ["fit", *_fit_args(), "--trainer.accelerator", "gpu"],
+        "test": ["test", *_fit_args(), "--trainer.accelerator", "gpu"],
+    }[command]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "unlearnkit: error: accelerator 'gpu' is not available on this machine (no CUDA or MPS "
+        "device); use accelerator: cpu or auto"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no cache, run directory or model written
+
+
+def test_check_trainer_arguments_counts_cuda_devices(monkeypatch):
+    from unlearnkit.module import check_trainer_arguments
+
+    check_trainer_arguments({"accelerator": "cpu", "devices": 4})
+    check_trainer_arguments({})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_trainer_arguments({"accelerator": "gpu", "devices": 1})
+    with pytest.raises(ValueError, match=r"^devices: 2 asks for more GPUs than this machine has"):
+        check_trainer_arguments({"accelerator": "cuda", "devices": 2})
+
+
+def test_ctrl_c_during_evaluation_is_one_line_and_the_cache_survives(
+    tmp_path, monkeypatch, capsys, caplog
+):
+    from unlearnkit.evaluation.evaluator import Evaluator
+
+    config = {**TINY, "training": {"epochs": 1, "lr": 0.05}, "methods": [{"class_path": "Retrain"}]}
+    args = run_args(tmp_path, config)
+
+    def interrupted(self, model, loaders):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Evaluator, "collect", interrupted)
+        assert main(args) == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == ["unlearnkit: interrupted"]
+    assert "Traceback" not in captured.out + captured.err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+    text = run_logged(caplog, args)  # the models trained before the interrupt are reused
+    assert "cache hit: loaded the original" in text
+    assert "cache hit: loaded the retrained" in text
+
+
+def test_run_help_shows_the_embedded_experiments_values(capsys):
+    default = yaml.safe_load(default_experiment_path().read_text())
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    help_of = out[out.index("--training.epochs EPOCHS\n") :].split("\n  --")[0]
+    assert f"default: {default['training']['epochs']})" in help_of
+
+
+def test_an_omitted_batch_size_trains_the_default_experiments_original(tmp_path):
+    from unlearnkit.cache import ModelCache
+    from unlearnkit.evaluation import Evaluator
+    from unlearnkit.vision.experiment import Experiment, run_parser
+    from unlearnkit.vision.models import SmallCNN
+
+    text = default_experiment_path().read_text()
+    assert "    batch_size: 64\n" in text
+    omitted = tmp_path / "omitted.yaml"
+    omitted.write_text(text.replace("  init_args:\n    batch_size: 64\n", "  init_args: {}\n"))
+    parser = run_parser()
+    keys = []
+    for path in (default_experiment_path(), omitted):
+        init = parser.instantiate(parser.parse_args(["-c", str(path)]))
+        exp = Experiment(
+            init.data,
+            arch=init.arch,
+            training=init.training,
+            seed=init.seed,
+            cache=ModelCache(tmp_path / "cache"),
+            trainer={},
+            evaluator=Evaluator(),
+        )
+        keys.append(exp._key("original", SmallCNN()))
+    assert keys[0]["batch_size"] == 64
+    assert keys[0] == keys[1]
+
+
+def test_the_cli_and_its_help_import_no_heavy_optional_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from unlearnkit.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "print(sorted(m for m in ('torch_geometric', 'timm', 'matplotlib', 'torch', 'lightning')"
+        " if m in sys.modules))\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -4,9 +4,12 @@
   evaluation → report); the data class of the config picks the classification job
   (:mod:`unlearnkit.vision.experiment`) or the recommender job
   (:mod:`unlearnkit.recsys.experiment`). With no config: the embedded default (digits).
+- ``unlearnkit train [-c experiment.yaml] --out original.pt``: the experiment's original model
+  (from the model cache when ``run`` trained it already), saved for ``fit``/``test``.
 - ``unlearnkit reproduce <table>``: regenerate a paper table (:mod:`unlearnkit.reproduce.cli`).
 - ``unlearnkit fit|validate|test|predict ...``: LightningCLI over :class:`UnlearningModule` and any
-  :class:`UnlearningDataModule`, with composable ``-c`` fragments from ``configs/``.
+  :class:`UnlearningDataModule`, with composable ``-c`` fragments from ``configs/``. ``fit`` writes
+  ``config.yaml``, ``unlearned.pt`` and ``metrics.json`` into a new ``runs/<timestamp>-fit/``.
 
 Every subcommand parses with jsonargparse and uses one flag style (``--cache_dir``,
 ``--data_root``: words joined by underscores, as LightningCLI's own options).
@@ -17,23 +20,32 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import sys
 import warnings
+from typing import Any
 
 __all__ = ["COMMANDS", "main"]
 
 #: Subcommand → one-line description (``unlearnkit --help``).
 COMMANDS: dict[str, str] = {
     "run": "train/load the original and retrained models, unlearn, evaluate, report",
+    "train": "train (or load from the cache) an experiment's original model: --out original.pt",
     "reproduce": "regenerate a paper table beside the paper's numbers (--list for the tables)",
-    "fit": "LightningCLI: run one unlearning method on a saved original model",
+    "fit": "LightningCLI: one unlearning method on a saved original -> runs/<time>-fit/",
     "validate": "LightningCLI: validation loop (as Lightning's)",
-    "test": "LightningCLI: the shared evaluation of a model on forget/retain/test",
+    "test": "LightningCLI: the shared evaluation of a checkpoint on forget/retain/test",
     "predict": "LightningCLI: prediction loop (as Lightning's)",
 }
 
 #: Errors shown as one line (user errors); anything else is a bug and keeps its traceback.
 ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+
+#: Exit status of a run stopped with Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
+
+#: Set by ``fit`` for the DDP ranks Lightning starts as copies of the command: their run directory.
+FIT_RUN_DIR_ENV = "UNLEARNKIT_FIT_RUN_DIR"
 
 
 def _quiet_warnings() -> None:
@@ -80,27 +92,225 @@ def run_command(argv: list[str]) -> int:
     return vision_run(argv)
 
 
+def _has_config(argv: list[str]) -> bool:
+    return any(a in ("-c", "--config") or a.startswith("--config=") for a in argv)
+
+
+def train_command(argv: list[str]) -> int:
+    """``unlearnkit train [-c experiment.yaml] --out original.pt``: save the original model.
+
+    The experiment's original model θ_o (its data, ``arch``, ``training``, ``seed``) comes from
+    the model cache when ``unlearnkit run`` trained it already, else it is trained and cached;
+    then it is written to ``--out`` with :func:`~unlearnkit.checkpoint.save_checkpoint` (for
+    ``unlearnkit fit``/``test``'s ``--model.checkpoint``). Without ``-c``: the embedded default.
+
+    Returns:
+        0.
+
+    Raises:
+        FileExistsError: ``--out`` exists (a saved model is never overwritten).
+        ValueError: a recommender experiment (``fit``/``test`` are for classifiers), a Trainer
+            accelerator this machine lacks, or a bad config.
+    """
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from unlearnkit.jobs import (
+        data_class,
+        data_class_path,
+        default_experiment_path,
+        parse_or_explain,
+    )
+
+    class_path = data_class_path(argv)
+    if class_path is not None:
+        from unlearnkit.recsys.data import RecDataModule
+
+        if issubclass(data_class(class_path), RecDataModule):
+            raise ValueError(
+                "unlearnkit train saves classification originals for `unlearnkit fit`/`test`; a "
+                "recommender's original is trained and cached by `unlearnkit run -c` its config"
+            )
+    from unlearnkit.vision.experiment import run_parser
+
+    parser = run_parser()
+    parser.prog = "unlearnkit train"
+    parser.description = (
+        "Train (or load from the model cache) the original model of an experiment and save it "
+        "for `unlearnkit fit`/`test` (--model.checkpoint). The experiment's methods are not run. "
+        "Without -c the embedded default experiment."
+    )
+    parser.add_argument(
+        "--out", type=str, required=True, help="the .pt file to write (never overwritten)"
+    )
+    if not _has_config(argv):
+        parser.default_config_files = [str(default_experiment_path())]
+    cfg = parse_or_explain(parser, argv)
+    from unlearnkit.module import check_trainer_arguments
+
+    check_trainer_arguments(cfg.trainer)
+    out = Path(cfg.out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose another --out (never overwritten)")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"folder {out.parent} of --out does not exist; create it first")
+    init = parser.instantiate(cfg)
+    if init.threads is not None:
+        from unlearnkit.threads import configure_threads
+
+        configure_threads(init.threads)
+    from unlearnkit.cache import ModelCache
+    from unlearnkit.checkpoint import save_checkpoint
+    from unlearnkit.evaluation.evaluator import Evaluator
+    from unlearnkit.vision.experiment import Experiment
+
+    exp = Experiment(
+        init.data,
+        arch=init.arch,
+        training=init.training,
+        seed=init.seed,
+        cache=ModelCache(init.cache_dir),
+        trainer={"enable_progress_bar": sys.stderr.isatty(), **(init.trainer or {})},
+        evaluator=Evaluator(),
+    )
+    if init.forget:  # the label level (class / superclass) of the experiment's requests
+        init.data.set_forget(init.forget[0])
+    model, seconds, hit = exp.original()
+    meta = {
+        "kind": "original",
+        "arch": init.arch,
+        "data": init.data.cache_key(),
+        "batch_size": init.data.batch_size,
+        "seed": init.seed,
+        "training": asdict(init.training),
+    }
+    save_checkpoint(model, out, meta=meta)
+    how = "from the model cache" if hit else f"trained in {seconds:.1f} s"
+    print(f"original model ({init.arch}, {how}) written to {out}")
+    return 0
+
+
+def _fit_run_dir() -> Any:
+    """``fit``'s run directory: a new ``runs/<timestamp>-fit``, or, in a DDP rank Lightning
+    started as a copy of the command, the one rank 0 created."""
+    from pathlib import Path
+
+    from unlearnkit.evaluation.report import new_run_dir
+
+    inherited = os.environ.get(FIT_RUN_DIR_ENV)
+    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(inherited)
+    return new_run_dir(Path("runs"), "fit")
+
+
 def lightning_cli(args: list[str]) -> None:
-    """``unlearnkit fit|validate|test|predict``: LightningCLI over UnlearningModule."""
+    """``unlearnkit fit|validate|test|predict``: LightningCLI over UnlearningModule.
+
+    Before any data or model is loaded the Trainer arguments are checked
+    (:func:`~unlearnkit.module.check_trainer_arguments`). ``fit`` writes into a new run directory
+    ``runs/<timestamp>-fit/`` (also the Trainer's ``default_root_dir``, so Lightning's logs and
+    checkpoints land there): ``config.yaml`` (the full config, before anything runs),
+    ``unlearned.pt`` (the unlearned model, :func:`~unlearnkit.checkpoint.save_checkpoint`) and
+    ``metrics.json`` (the Evaluator's metrics of the unlearned model on the forget, retain and
+    test splits). Nothing is written into the working directory.
+    """
+    import json
+    from pathlib import Path
+
     from lightning.pytorch.cli import LightningCLI
 
     import unlearnkit.datasets  # noqa: F401  (DataModule subclasses for class_path)
     import unlearnkit.vision  # noqa: F401  (methods for class_path)
     from unlearnkit.data import UnlearningDataModule
-    from unlearnkit.module import UnlearningModule
+    from unlearnkit.module import UnlearningModule, check_trainer_arguments
 
-    LightningCLI(
-        UnlearningModule,
-        UnlearningDataModule,
-        subclass_mode_data=True,
-        args=args,
-        save_config_kwargs={"overwrite": False},
-    )
+    class UnlearnKitCLI(LightningCLI):
+        run_dir: Path | None = None
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand]
+            check_trainer_arguments(dict(config.get("trainer") or {}))
+            if self.subcommand != "fit":
+                return
+            self.run_dir = _fit_run_dir()
+            os.environ[FIT_RUN_DIR_ENV] = str(self.run_dir)
+            if os.environ.get("LOCAL_RANK", "0") == "0":
+                self._parser("fit").save(config, self.run_dir / "config.yaml")
+                print(f"fit: writing into {self.run_dir}")
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            if self.run_dir is not None:
+                kwargs["default_root_dir"] = str(self.run_dir)
+            return super().instantiate_trainer(**kwargs)
+
+        def test(self, model: Any, **kwargs: Any) -> Any:
+            # one table of the Evaluator's metrics instead of Lightning's one column per loader
+            kwargs["verbose"] = False
+            results = self.trainer.test(model, **kwargs)
+            if self.trainer.is_global_zero and results:
+                metrics = {re.sub(r"/dataloader_idx_\d+$", "", k): v for k, v in results[0].items()}
+                source = model.checkpoint or "the model's initial weights (no --model.checkpoint)"
+                _print_metrics(f"test: {source}", metrics)
+            return results
+
+        def after_fit(self) -> None:
+            if self.run_dir is None or not self.trainer.is_global_zero:
+                return
+            from unlearnkit.atomic import atomic_write_bytes
+            from unlearnkit.checkpoint import save_checkpoint
+            from unlearnkit.evaluation.evaluator import Evaluator
+
+            module = self.model
+            method = type(module.method).__name__
+            meta = {"kind": "unlearned", "method": method, "original": module.checkpoint}
+            path = save_checkpoint(module.model, self.run_dir / "unlearned.pt", meta=meta)
+            evaluator = module.evaluator or Evaluator()
+            module.model.eval()
+            metrics = evaluator.metrics_from_outputs(
+                evaluator.collect_from(module.model, self.datamodule)
+            )
+            metrics = {k: float(v) for k, v in metrics.items()}
+            record = {"method": method, "original": module.checkpoint, "metrics": metrics}
+            atomic_write_bytes(
+                self.run_dir / "metrics.json", (json.dumps(record, indent=2) + "\n").encode()
+            )
+            _print_metrics(f"{method}: unlearned model", metrics)
+            print(f"unlearned model written to {path}, metrics to {self.run_dir / 'metrics.json'}")
+
+    # `args` is our own argv (the words after `unlearnkit`): not the mistake Lightning warns about
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+    try:
+        UnlearnKitCLI(
+            UnlearningModule,
+            UnlearningDataModule,
+            subclass_mode_data=True,
+            args=args,
+            save_config_callback=None,  # fit writes config.yaml into its run directory itself
+            seed_everything_default=0,
+        )
+    finally:
+        os.environ.pop(FIT_RUN_DIR_ENV, None)
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    console = Console(width=100)
+    console.print(title, soft_wrap=True, highlight=False)
+    console.print(table)
 
 
 def _dispatch(command: str, rest: list[str], argv: list[str]) -> int:
     if command == "run":
         return run_command(rest)
+    if command == "train":
+        return train_command(rest)
     if command == "reproduce":
         from unlearnkit.reproduce.cli import reproduce_command
 
@@ -113,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``unlearnkit`` console script.
 
     Returns:
-        0 on success, 2 on a user error (printed as one line; ``UNLEARNKIT_DEBUG=1`` re-raises).
+        0 on success, 2 on a user error (printed as one line; ``UNLEARNKIT_DEBUG=1`` re-raises),
+        130 when interrupted (Ctrl-C: one line, no traceback; cached models stay valid, as the
+        cache writes each entry atomically).
     """
     from unlearnkit.threads import configure_threads
 
@@ -144,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"unlearnkit: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if os.environ.get("UNLEARNKIT_DEBUG"):
+            raise
+        print("\nunlearnkit: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

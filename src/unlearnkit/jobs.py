@@ -106,6 +106,9 @@ def run_job(
         parser.error(
             "an experiment needs data, forget and methods (see --help or configs/experiments/)"
         )
+    from unlearnkit.module import check_trainer_arguments
+
+    check_trainer_arguments(cfg.trainer)  # a missing GPU: one line, before any work
     config = yaml.safe_load(parser.dump(cfg, skip_none=False, format="yaml"))
     init = parser.instantiate(cfg)
     if init.threads is not None:

@@ -254,3 +254,51 @@ def fit_method(
         trainer.fit(module, train_dataloaders=data)
     model.eval()
     return model
+
+
+def check_trainer_arguments(trainer: Mapping[str, Any] | None) -> None:
+    """Reject a Trainer ``accelerator``/``devices`` this machine cannot provide, before any work.
+
+    Lightning itself finds out only when the Trainer is built, i.e. after the data and models
+    are loaded, and then raises a long traceback; the CLI calls this first.
+
+    Args:
+        trainer: ``lightning.Trainer`` keyword arguments (``accelerator``, ``devices``, ...);
+            anything but a string accelerator (an ``Accelerator`` object) is left to Lightning.
+
+    Raises:
+        ValueError: the accelerator is not available here (e.g. ``gpu`` without a CUDA or MPS
+            device), or more CUDA devices are asked for than the machine has.
+    """
+    trainer = trainer or {}
+    accelerator = trainer.get("accelerator")
+    if not isinstance(accelerator, str):
+        return
+    name = accelerator.lower()
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    missing = {
+        "gpu": None if cuda or mps else "no CUDA or MPS device",
+        "cuda": None if cuda else "no CUDA device",
+        "mps": None if mps else "no MPS device",
+    }
+    if name in ("tpu", "xla"):
+        try:
+            from lightning.fabric.accelerators.xla import XLAAccelerator
+
+            missing[name] = None if XLAAccelerator.is_available() else "no TPU/XLA device"
+        except ImportError:  # pragma: no cover - old Lightning
+            missing[name] = "no TPU/XLA support installed"
+    if missing.get(name):
+        raise ValueError(
+            f"accelerator {accelerator!r} is not available on this machine ({missing[name]}); "
+            "use accelerator: cpu or auto"
+        )
+    devices = trainer.get("devices")
+    if name in ("gpu", "cuda") and cuda and isinstance(devices, int) and devices > 0:
+        count = torch.cuda.device_count()
+        if devices > count:
+            raise ValueError(
+                f"devices: {devices} asks for more GPUs than this machine has ({count}); "
+                f"use devices: {count} or fewer"
+            )

@@ -10,6 +10,7 @@ directly with a batch from :func:`bpr_epoch_batches`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -152,9 +153,11 @@ def seen_item_csr(edges: Tensor, num_users: int, num_items: int) -> Tensor:
     crow = torch.zeros(num_users + 1, dtype=torch.long, device=edges.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_users), 0)
     values = torch.ones(keys.numel(), device=edges.device)
-    return torch.sparse_csr_tensor(
-        crow, cols, values, (num_users, num_items), check_invariants=False
-    )
+    with warnings.catch_warnings():  # torch's "Sparse CSR tensor support is in beta"
+        warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            crow, cols, values, (num_users, num_items), check_invariants=False
+        )
 
 
 def bpr_epoch_batches(

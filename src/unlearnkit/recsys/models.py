@@ -30,10 +30,16 @@ from unlearnkit.recsys.graph import (
     symmetric_csr_matmul,
 )
 
-with warnings.catch_warnings():
-    # torch_geometric emits a FutureWarning about torch.jit.script on import (known, harmless).
-    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-    from torch_geometric.nn.models import LightGCN
+
+def _lightgcn_class() -> type:
+    """torch_geometric's ``LightGCN``, imported on first use (the import takes seconds)."""
+    with warnings.catch_warnings():
+        # torch_geometric emits a FutureWarning about torch.jit.script on import (harmless).
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        from torch_geometric.nn.models import LightGCN
+
+    return LightGCN
+
 
 __all__ = ["DotProductRecommender", "LightGCNRecommender", "MFRecommender"]
 
@@ -277,7 +283,7 @@ class LightGCNRecommender(DotProductRecommender):
             raise ValueError(f"propagation must be 'csr' or 'edge_index', got {propagation!r}")
         self.num_layers = int(num_layers)
         self.propagation = propagation
-        self.lightgcn = LightGCN(num_users + num_items, embedding_dim, num_layers)
+        self.lightgcn = _lightgcn_class()(num_users + num_items, embedding_dim, num_layers)
         # Graph state, rebuilt by set_graph; non-persistent so checkpoints stay graph-free and
         # deepcopy/.to() work (a sparse CSR tensor cannot be deep-copied, its parts can).
         self.register_buffer("edge_index", torch.empty(2, 0, dtype=torch.long), persistent=False)
@@ -349,9 +355,11 @@ class LightGCNRecommender(DotProductRecommender):
                 "no CSR adjacency: call set_graph(train_edges) on a model with propagation='csr'"
             )
         n = self.num_users + self.num_items
-        return torch.sparse_csr_tensor(
-            self.adj_crow, self.adj_col, self.adj_values, (n, n), check_invariants=False
-        )
+        with warnings.catch_warnings():  # torch's "Sparse CSR tensor support is in beta"
+            warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(
+                self.adj_crow, self.adj_col, self.adj_values, (n, n), check_invariants=False
+            )
 
     def propagate(self, x: Tensor) -> Tensor:
         """Layer combination ``sum_k alpha_k Â^k x`` of node features (LightGCN, Sec. 3.1).

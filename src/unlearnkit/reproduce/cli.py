@@ -119,6 +119,9 @@ def reproduce_command(argv: list[str]) -> int:
     trainer = yaml.safe_load(args.trainer) or {}
     if not isinstance(trainer, dict):
         raise ValueError(f"--trainer must be a YAML mapping, got {args.trainer!r}")
+    from unlearnkit.module import check_trainer_arguments
+
+    check_trainer_arguments(trainer)  # a missing GPU: one line, before any work
     archs = args.archs
     if args.all_archs:
         archs = list(dict.fromkeys([*(archs or spec.archs), *spec.gpu_archs]))

@@ -255,8 +255,10 @@ def report_table(result: Any) -> str:
 def run_command(argv: list[str]) -> int:
     """Parse ``argv`` (the words after ``run``), run the experiment, print the table.
 
-    Without ``-c`` the embedded default experiment runs.
+    Without ``-c`` the embedded default experiment runs: it is the parser's default config, so
+    ``--help`` shows its values as the defaults and options on the command line override them.
     """
+    parser = run_parser()
     if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
-        argv = ["--config", str(default_experiment_path()), *argv]
-    return run_job(run_parser(), argv, run_instantiated, report_table)
+        parser.default_config_files = [str(default_experiment_path())]
+    return run_job(parser, argv, run_instantiated, report_table)

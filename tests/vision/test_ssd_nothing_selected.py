@@ -54,7 +54,9 @@ def test_ssd_warns_when_it_dampens_nothing_and_names_the_alpha_that_would():
     model, forget, retain = _setup()
     before = [p.detach().clone() for p in model.parameters()]
     expected = _slow_ratio(model, forget, retain)
-    with pytest.warns(UserWarning, match=r"dampened 0 of the model.s parameters at alpha=1000000.0"):
+    with pytest.warns(
+        UserWarning, match=r"dampened 0 of the model.s parameters at alpha=1000000.0"
+    ):
         SSD(alpha=1e6, cache=False).unlearn(model, forget, retain)
     for a, b in zip(before, model.parameters(), strict=True):
         assert torch.equal(a, b)  # unchanged, as the warning says

@@ -424,3 +424,41 @@ def test_recsys_console_table_fits_100_columns_same_formats() -> None:
     ]
     assert format_summary(rows, width=100) == format_summary(rows, width=100)
     assert "user 5 % (seed 0) (1234 interactions" in text
+
+
+def test_per_class_zoom_starts_below_the_lowest_kept_class(tmp_path: Path) -> None:
+    from unlearnkit.evaluation.plots import _zoom_bottom
+
+    heights = {"retrain": np.array([0.0, 97.7, 91.3]), "SSD": np.array([40.0, 99.0, np.nan])}
+    assert _zoom_bottom(heights, [0]) == 90.0  # class 0 (0 % and 40 %) is forgotten: ignored
+    assert _zoom_bottom(heights, []) == 0.0  # nothing forgotten: the 0 % bar is in range
+    assert _zoom_bottom({"a": np.array([80.0, 100.0])}, []) == 75.0  # a point below, step 5
+    assert _zoom_bottom({"a": np.array([95.5, 100.0])}, []) == 90.0
+    path = plot_per_class_accuracy(
+        {"retrain": [0.0, 0.977, 0.913], "SSD": [0.4, 0.99, 0.95]},
+        ["a", "b", "c"],
+        tmp_path / "pc.png",
+        forgotten=[0],
+    )
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(ValueError, match="class ids in 0..2"):
+        plot_per_class_accuracy(
+            {"a": [0.1, 0.2, 0.3]}, ["a", "b", "c"], tmp_path / "x.png", forgotten=[3]
+        )
+
+
+def test_mia_grid_is_one_figure_with_a_panel_per_method(tmp_path: Path) -> None:
+    from unlearnkit.evaluation.plots import plot_mia_grid
+
+    rng = np.random.default_rng(0)
+    scores = {
+        name: {"retain": rng.random(50), "test": rng.random(20), "forget": rng.random(10)}
+        for name in ("retrain", "original", "SSD", "FT")
+    }
+    path = plot_mia_grid(scores, tmp_path / "grid.png")
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (int(120 * (3 * 3.4 + 0.4)), int(120 * (2 * 2.6 + 0.9)))  # 3 x 2
+    with pytest.raises(ValueError, match="non-empty"):
+        plot_mia_grid({"a": {"retain": []}}, tmp_path / "none.png")

@@ -152,11 +152,7 @@ def plot_per_class_accuracy(
     if any(not 0 <= c < num_classes for c in forgotten):
         raise ValueError(f"forgotten classes {forgotten} must be class ids in 0..{num_classes - 1}")
     heights = {m: 100.0 * np.asarray(v, dtype=float) for m, v in per_class.items()}
-    kept = [c for c in range(num_classes) if c not in forgotten]
-    kept_values = np.concatenate([h[kept] for h in heights.values()]) if kept else np.array([])
-    kept_values = kept_values[np.isfinite(kept_values)]
-    lowest = float(kept_values.min()) if kept_values.size else 0.0
-    bottom = max(0.0, min(lowest - 2.0, math.floor((lowest - 0.5) / 5.0) * 5.0))
+    bottom = _zoom_bottom(heights, forgotten)
     positions = np.arange(num_classes)
     width = 0.8 / len(heights)
     figure = _figure(max(7.5, 0.5 * num_classes * max(1.0, len(heights) / 3) + 3.5), 4.8)
@@ -196,6 +192,15 @@ def plot_per_class_accuracy(
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="method")
     axes.grid(True, axis="y", alpha=0.3)
     return _save(figure, path)
+
+
+def _zoom_bottom(heights: Mapping[str, np.ndarray], forgotten: Sequence[int]) -> float:
+    """Lower y limit (percent): a multiple of 5 at least a point below the lowest kept class."""
+    kept = [c for c in range(len(next(iter(heights.values())))) if c not in set(forgotten)]
+    values = np.concatenate([h[kept] for h in heights.values()]) if kept else np.array([])
+    values = values[np.isfinite(values)]
+    lowest = float(values.min()) if values.size else 0.0
+    return max(0.0, math.floor((lowest - 1.0) / 5.0) * 5.0)
 
 
 def _clean(scores: Mapping[str, Any]) -> dict[str, np.ndarray]:

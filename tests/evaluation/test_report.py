@@ -305,10 +305,12 @@ def test_report_csv_has_every_row_and_metric(tmp_path: Path) -> None:
 def test_report_html_is_self_contained(tmp_path: Path) -> None:
     rows = [{**row, "forget": "class 0"} for row in _rows()]
     rows += [{**row, "forget": "class 1"} for row in _rows()]
+    # a plot the experiment wrote itself (as the recommender's rank histograms), for class 1
+    plot_mia_histogram({"a": [0.1, 0.2]}, tmp_path / "ranks_class_1.png")
     paths = write_report(tmp_path, {"seed": 0}, rows)
     text = paths["html"].read_text()
     pngs = sorted(tmp_path.glob("*.png"))
-    assert len(pngs) == 6  # 3 plots x 2 requests
+    assert len(pngs) == 7  # 3 plots x 2 requests + the experiment's own
     assert text.count("data:image/png;base64,") == len(pngs)
     assert text.count("<table") == 2
     assert "<td>93.25</td>" in text  # same number format as report.md
@@ -322,6 +324,8 @@ def test_report_html_is_self_contained(tmp_path: Path) -> None:
     for png in pngs:
         assert f"({png.name})" in markdown  # report.md links every plot
     assert "mia_scores_class_0.png" in {p.name for p in pngs}
+    assert markdown.count("(ranks_class_1.png)") == 1
+    assert markdown.index("## Forget request `class 1`") < markdown.index("(ranks_class_1.png)")
 
 
 def test_format_value_speedup_and_divergence_round_off() -> None:

@@ -34,6 +34,7 @@ _SPLIT_STYLES: dict[str, tuple[str, str]] = {
     "retain": ("tab:blue", "-"),
     "test": ("tab:green", "--"),
     "forget": ("tab:red", "-"),
+    "retrain": ("black", "-"),  # the target model, when the outlines are per model
 }
 _SPLIT_NAMES = {"retain": "D_r (retain)", "test": "D_test", "forget": "D_f (forget)"}
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")

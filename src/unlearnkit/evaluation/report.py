@@ -578,6 +578,26 @@ def _write_plots(
     return written
 
 
+def _other_plots(
+    run_dir: Path, groups: Mapping[str, Any], label: str, made: Mapping[str, Path]
+) -> list[tuple[str, Path]]:
+    """PNG files the experiment wrote itself (e.g. the recommender's rank histograms) that
+    belong to request ``label``: with one request every other PNG, else those ending in
+    ``_<slug>.png`` (and not in a longer slug of another request)."""
+    own = {path.name for path in made.values()}
+    slugs = {other: file_slug(other) for other in groups}
+    found = []
+    for path in sorted(run_dir.glob("*.png")):
+        if path.name in own or path.name.startswith(("forget_vs_test", "per_class", "mia_")):
+            continue
+        if len(groups) > 1:
+            owners = [o for o, slug in slugs.items() if path.stem.endswith("_" + slug)]
+            if label not in owners or any(len(slugs[o]) > len(slugs[label]) for o in owners):
+                continue
+        found.append((path.stem, path))
+    return found
+
+
 def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
     keys: dict[str, None] = {}
     for key in REPORT_COLUMNS:
@@ -711,8 +731,10 @@ def write_report(
             markdown += [note, ""]
         for note in plain_warnings(group):
             page.append(f'<p class="warning">{html.escape(note)}</p>')
-        for key, path in _write_plots(run_dir, config, group, suffix).items():
+        made = _write_plots(run_dir, config, group, suffix)
+        for key, path in made.items():
             written[f"{key}{suffix}"] = path
+        for key, path in [*made.items(), *_other_plots(run_dir, groups, label, made)]:
             markdown += [f"![{key}]({path.name})", ""]
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             page.append(

@@ -102,7 +102,17 @@ def plot_forget_vs_test(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
             )
         else:
             axes.scatter(forget, test, marker="o", s=50, zorder=2)
-        axes.annotate(method, (forget, test), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    together: dict[tuple[float, float], list[str]] = {}  # methods on one spot share one label
+    for method, forget, test in points:
+        together.setdefault((round(forget, 1), round(test, 1)), []).append(method)
+    for (forget, test), methods in together.items():
+        axes.annotate(
+            ", ".join(methods),
+            (forget, test),
+            textcoords="offset points",
+            xytext=(8, 4),
+            fontsize=8,
+        )
     axes.set_xlabel("forget-set accuracy (%)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title("Forget vs. test accuracy per method (best: next to retrain)")

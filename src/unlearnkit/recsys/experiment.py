@@ -235,7 +235,7 @@ def _plot_forget_vs_test(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
     from unlearnkit.atomic import atomic_write_bytes
 
-    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for row in rows:
@@ -257,7 +257,7 @@ def _plot_forget_vs_test(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     axes.set_xlabel("forget-set Recall@20 (%), retrained = target")
     axes.set_ylabel("test Recall@20 (%)")
     axes.set_title("Forgetting vs utility (dashed: retrained model)")
-    axes.legend(loc="best", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # off the points
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -198,7 +198,7 @@ def test_forget_selector_resolves_caches_and_saves(tmp_path):
     first = data.split.forget.clone()
     again = _run(tmp_path, DigitsDataModule(), [spec], [])  # cached: select() not called again
     assert selector.calls_ == 1
-    assert again.rows[0]["forget"] == "least_confident20"
+    assert again.rows[0]["forget"] == "least_confident 20"
     changed = ForgetSpec(kind="least_confident", count=20, selector=FirstOfClassSelector(label=2))
     data2 = DigitsDataModule()
     _run(tmp_path, data2, [changed], [])

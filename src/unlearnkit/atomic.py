@@ -6,6 +6,10 @@ moved into place with :func:`os.replace`, which is atomic on POSIX and Windows. 
 is ``fsync``-ed before the rename and the directory after it, so after a crash or power loss the
 destination holds either the old or the complete new content, never a truncated file. If writing
 fails, the temporary file is removed and an existing destination is left untouched.
+
+:func:`tempfile.mkstemp` creates its file with mode ``0600`` whatever the umask, and the rename
+keeps that mode; the temp file is therefore given ``0o666 & ~umask`` (the mode :func:`open` would
+have given it) before the rename, so reports, plots and cached models honour the user's umask.
 """
 
 from __future__ import annotations
@@ -18,7 +22,46 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_torch_save", "atomic_write_bytes", "fsync_directory"]
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "current_umask",
+    "fsync_directory",
+    "umask_mode",
+]
+
+
+def current_umask() -> int:
+    """The process's umask, e.g. ``0o022``.
+
+    Read from ``/proc/self/status`` where it exists (Linux), which leaves the umask untouched;
+    elsewhere by setting and restoring it with :func:`os.umask`.
+
+    Returns:
+        The umask bits (``0`` to ``0o777``).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode a new file (``0o666``) or directory (``0o777``) gets under the current umask.
+
+    Args:
+        directory: the mode of a directory instead of a file.
+
+    Returns:
+        E.g. ``0o644`` for a file and ``0o755`` for a directory under umask ``0o022``.
+    """
+    return (0o777 if directory else 0o666) & ~current_umask()
 
 
 def fsync_directory(path: str | Path) -> None:
@@ -52,6 +95,7 @@ def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Pat
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, umask_mode())  # mkstemp made it 0600; give it the mode open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

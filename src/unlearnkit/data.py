@@ -154,27 +154,33 @@ class ForgetSpec:
 
     @property
     def label(self) -> str:
-        """Short human-readable label, e.g. ``class[0]`` or ``random10%s0``."""
+        """Human-readable name of the request, used as report row key and (slugged) file name.
+
+        ``name`` when given, else e.g. ``class 0``, ``classes 0, 3``, ``subclass 7``, ``random
+        10 % (seed 0)``, ``random 83 (seed 1)``, ``user 5 % (seed 0)``, ``item [1, 2, 3]``
+        (more than 5 ids: the first 3, then ``… (12 ids)``), ``indices forget.json``, and for a
+        selector kind ``worst_case 10 %`` (the selector sets the order, no seed).
+        """
         if self.name:
             return self.name
         if self.kind in ("class", "subclass"):
-            return f"{self.kind}{self.classes}".replace(" ", "")
-        if self.kind == "random" or self.selector is not None:
-            amount = f"{self.fraction * 100:g}%" if self.fraction is not None else str(self.count)
-            return (
-                f"{self.kind}{amount}s{self.seed}"
-                if self.kind == "random"
-                else f"{self.kind}{amount}"
+            classes = list(self.classes or [])
+            word = self.kind + ("es" if len(classes) != 1 else "")  # classes, subclasses
+            return f"{word} {', '.join(str(int(c)) for c in classes)}".rstrip()
+        amount = f"{self.fraction * 100:g} %" if self.fraction is not None else str(self.count)
+        if self.selector is not None:
+            return f"{self.kind} {amount}"
+        if self.kind in ("user", "item", "interaction") and self.ids is not None:
+            ids = [str(int(i)) for i in self.ids]
+            shown = (
+                ", ".join(ids) if len(ids) <= 5 else ", ".join(ids[:3]) + f", … ({len(ids)} ids)"
             )
-        if self.kind in ("user", "item", "interaction"):
-            if self.ids is not None:
-                shown = ",".join(str(i) for i in self.ids[:3]) + (
-                    "..." if len(self.ids) > 3 else ""
-                )
-                return f"{self.kind}[{shown}]"
-            amount = f"{self.fraction * 100:g}%" if self.fraction is not None else str(self.count)
-            return f"{self.kind}{amount}s{self.seed}"
-        return f"indices:{Path(self.indices_file or '').name}"
+            return f"{self.kind} [{shown}]"
+        if self.kind in ("random", "user", "item", "interaction"):
+            return f"{self.kind} {amount} (seed {self.seed})"
+        if self.kind == "indices":
+            return f"indices {Path(self.indices_file or '').name}"
+        return f"{self.kind} {amount}"
 
     def resolve(
         self,

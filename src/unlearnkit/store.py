@@ -56,7 +56,7 @@ from typing import Any, TypeVar
 
 from filelock import FileLock
 
-from unlearnkit.atomic import fsync_directory
+from unlearnkit.atomic import fsync_directory, umask_mode
 
 __all__ = ["ArtifactStore", "Entry", "canonical_json", "config_hash", "file_sha256"]
 
@@ -397,6 +397,7 @@ class ArtifactStore:
                 json.dump(manifest, handle, indent=2, default=str)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(tmp, umask_mode(directory=True))  # mkdtemp made it 0700; honour the umask
             fsync_directory(tmp)
             try:
                 os.rename(tmp, path)

@@ -80,17 +80,18 @@ def test_run_writes_report_and_second_run_hits_cache(tmp_path, caplog, capsys):
     for name in ("GradientAscent", "ReverseBPR", "E2URec"):
         t = by[name]["time/unlearn_s"]
         assert by[name]["time/speedup"] == pytest.approx(t_ret / t, rel=1e-12), name
-    saved = json.loads((run / "forget_user5_s0.json").read_text())
+    saved = json.loads((run / "forget_user_5_pct_seed_0.json").read_text())
     assert len(saved["forget"][0]) == report["rows"][0]["forget_edges"]
     assert list(run.glob("*.png")) and "| retrain" in (run / "report.md").read_text()
     out = capsys.readouterr().out
-    assert out.index("| retrain") < out.index("| original") < out.index("| E2URec")
+    assert out.index("\n retrain ") < out.index("\n original ") < out.index("\n E2URec ")
+    assert max(len(line) for line in out.splitlines()) <= 100
     assert_second_run_hits_cache(caplog, args, run)
     # the saved edge file reproduces the request exactly
     again = run_args(
         tmp_path,
         TINY,
-        forget=[{"kind": "indices", "indices_file": str(run / "forget_user5_s0.json")}],
+        forget=[{"kind": "indices", "indices_file": str(run / "forget_user_5_pct_seed_0.json")}],
         methods=[{"class_path": "unlearnkit.recsys.methods.RecRetrain"}],
     )
     assert "cache hit: loaded the retrained" in run_logged(caplog, again)

@@ -23,11 +23,22 @@ if TYPE_CHECKING:
 __all__ = [
     "atomic_write_bytes",
     "plot_forget_vs_test",
+    "plot_mia_grid",
     "plot_mia_histogram",
     "plot_per_class_accuracy",
 ]
 
 _DPI = 120
+#: Colour and line style of each split in MIA histograms (other labels cycle through _STYLES).
+_SPLIT_STYLES: dict[str, tuple[str, str]] = {
+    "retain": ("tab:blue", "-"),
+    "test": ("tab:green", "--"),
+    "forget": ("tab:red", "-"),
+    "retrain": ("black", "-"),  # the target model, when the outlines are per model
+}
+_SPLIT_NAMES = {"retain": "D_r (retain)", "test": "D_test", "forget": "D_f (forget)"}
+_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+_LINESTYLES = ("-", "--", "-.", ":")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -91,7 +102,17 @@ def plot_forget_vs_test(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
             )
         else:
             axes.scatter(forget, test, marker="o", s=50, zorder=2)
-        axes.annotate(method, (forget, test), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    together: dict[tuple[float, float], list[str]] = {}  # methods on one spot share one label
+    for method, forget, test in points:
+        together.setdefault((round(forget, 1), round(test, 1)), []).append(method)
+    for (forget, test), methods in together.items():
+        axes.annotate(
+            ", ".join(methods),
+            (forget, test),
+            textcoords="offset points",
+            xytext=(8, 4),
+            fontsize=8,
+        )
     axes.set_xlabel("forget-set accuracy (%)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title("Forget vs. test accuracy per method (best: next to retrain)")
@@ -105,21 +126,29 @@ def plot_per_class_accuracy(
     per_class: Mapping[str, Sequence[float]],
     class_names: Sequence[str],
     path: str | Path,
+    *,
+    forgotten: Sequence[int] = (),
 ) -> Path:
-    """Grouped bar chart of per-class accuracy, one bar colour per method.
+    """Grouped bar chart of per-class accuracy, one bar colour per method, zoomed on the kept classes.
+
+    The y axis runs from just below the lowest accuracy of a class that is not forgotten to 100 %,
+    so differences of a point or two between methods show. The forgotten classes are shaded and
+    labelled; a bar that ends below the axis (e.g. 0 % on a forgotten class) has its value written
+    at the bottom. The legend sits to the right of the axes, off the bars.
 
     Args:
         per_class: ``{method: [accuracy of class 0, class 1, ...]}`` as fractions in ``[0, 1]``;
             NaN (class absent from the split) leaves a gap.
         class_names: one name per class, in class-id order.
         path: where to write the PNG.
+        forgotten: ids of the forgotten classes (shaded, and left out of the zoom).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: ``per_class`` is empty, or a method's list length differs from
-            ``len(class_names)``.
+        ValueError: ``per_class`` is empty, a method's list length differs from
+            ``len(class_names)``, or a forgotten class id is out of range.
     """
     if not per_class:
         raise ValueError("plot_per_class_accuracy needs at least one method's accuracies")
@@ -130,22 +159,149 @@ def plot_per_class_accuracy(
                 f"{method!r} has {len(values)} per-class accuracies but there are {num_classes} "
                 "class names; pass one accuracy per class"
             )
+    forgotten = sorted({int(c) for c in forgotten})
+    if any(not 0 <= c < num_classes for c in forgotten):
+        raise ValueError(f"forgotten classes {forgotten} must be class ids in 0..{num_classes - 1}")
+    heights = {m: 100.0 * np.asarray(v, dtype=float) for m, v in per_class.items()}
+    bottom = _zoom_bottom(heights, forgotten)
     positions = np.arange(num_classes)
-    width = 0.8 / len(per_class)
-    figure = _figure(max(6.4, 0.45 * num_classes * max(1, len(per_class) / 2) + 2), 4.8)
+    width = 0.8 / len(heights)
+    figure = _figure(max(7.5, 0.5 * num_classes * max(1.0, len(heights) / 3) + 3.5), 4.8)
     axes = figure.add_subplot()
-    for index, (method, values) in enumerate(per_class.items()):
-        heights = 100.0 * np.asarray(values, dtype=float)
-        axes.bar(
-            positions + (index - (len(per_class) - 1) / 2) * width, heights, width, label=method
-        )
-    axes.set_xticks(positions, [str(name) for name in class_names], rotation=45, ha="right")
-    axes.set_xlabel("class")
-    axes.set_ylabel("accuracy (%)")
-    axes.set_ylim(0, 100)
-    axes.set_title("Per-class accuracy by method")
-    axes.legend(loc="best", fontsize=8)
+    for c in forgotten:
+        axes.axvspan(c - 0.45, c + 0.45, color="0.88", zorder=0)
+    for index, (method, values) in enumerate(heights.items()):
+        x = positions + (index - (len(heights) - 1) / 2) * width
+        axes.bar(x, values, width, label=method, zorder=2)
+        for xi, value in zip(x, values, strict=True):
+            if np.isfinite(value) and value < bottom:  # clipped: write its value at the bottom
+                axes.text(
+                    xi,
+                    bottom,
+                    f"{value:.0f}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    rotation=90,
+                    zorder=3,
+                )
+    names = [
+        f"{name}\n(forgotten)" if c in forgotten else str(name)
+        for c, name in enumerate(class_names)
+    ]
+    long_names = max(len(str(name)) for name in class_names) > 3
+    axes.set_xticks(
+        positions, names, rotation=45 if long_names else 0, ha="right" if long_names else "center"
+    )
+    axes.set_xlabel(
+        "class"
+        + (" (shaded: forgotten; bars below the axis show their value)" if forgotten else "")
+    )
+    axes.set_ylabel("accuracy (%)" + (f", axis from {bottom:g}" if bottom > 0 else ""))
+    axes.set_ylim(bottom, 100.0)
+    axes.set_title("Per-class test accuracy by method")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="method")
     axes.grid(True, axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def _zoom_bottom(heights: Mapping[str, np.ndarray], forgotten: Sequence[int]) -> float:
+    """Lower y limit (percent): a multiple of 5 at least a point below the lowest kept class."""
+    kept = [c for c in range(len(next(iter(heights.values())))) if c not in set(forgotten)]
+    values = np.concatenate([h[kept] for h in heights.values()]) if kept else np.array([])
+    values = values[np.isfinite(values)]
+    lowest = float(values.min()) if values.size else 0.0
+    return max(0.0, math.floor((lowest - 1.0) / 5.0) * 5.0)
+
+
+def _clean(scores: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    arrays = {label: np.asarray(values, dtype=float).ravel() for label, values in scores.items()}
+    arrays = {label: values[np.isfinite(values)] for label, values in arrays.items()}
+    return {label: values for label, values in arrays.items() if values.size}
+
+
+def _style(label: str, index: int) -> tuple[str, str]:
+    if label in _SPLIT_STYLES:
+        return _SPLIT_STYLES[label]
+    return _COLORS[index % len(_COLORS)], _LINESTYLES[index % len(_LINESTYLES)]
+
+
+def _step_histograms(axes: Any, arrays: Mapping[str, np.ndarray], edges: np.ndarray) -> None:
+    for index, (label, values) in enumerate(arrays.items()):
+        color, linestyle = _style(label, index)
+        axes.hist(
+            values,
+            bins=edges,
+            weights=np.full(values.shape, 100.0 / values.size),
+            histtype="step",
+            linewidth=1.6,
+            color=color,
+            linestyle=linestyle,
+            label=f"{_SPLIT_NAMES.get(label, label)} (n={values.size})",
+        )
+
+
+def plot_mia_grid(
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | Path,
+    *,
+    xlabel: str = "true-class confidence (softmax probability, 0-1)",
+    title: str = "Membership-inference feature by split, per method",
+    bins: int = 30,
+    columns: int = 3,
+) -> Path:
+    """One figure of MIA feature histograms: a panel per method, a step outline per split.
+
+    All panels share the bins and both axes, so a method whose forget-set outline (red) sits on
+    the test outline (green) like the retrained model's looks like one that never saw D_f.
+
+    Args:
+        scores: ``{method: {split: (N,) array}}``, each value as returned by
+            :func:`~unlearnkit.evaluation.mia.mia_scores` (splits ``retain``, ``test``,
+            ``forget``). Each outline is normalized to percent of its own samples.
+        path: where to write the PNG.
+        xlabel: x-axis label, with the feature's unit.
+        title: figure title.
+        bins: number of shared bins.
+        columns: panels per row.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: no method has a non-empty array, ``bins < 1`` or ``columns < 1``.
+    """
+    if bins < 1 or columns < 1:
+        raise ValueError(f"bins and columns must be >= 1, got bins={bins}, columns={columns}")
+    panels = {method: _clean(split) for method, split in scores.items()}
+    panels = {method: arrays for method, arrays in panels.items() if arrays}
+    if not panels:
+        raise ValueError("plot_mia_grid needs at least one method with a non-empty score array")
+    everything = np.concatenate([v for arrays in panels.values() for v in arrays.values()])
+    edges = np.histogram_bin_edges(everything, bins=bins)
+    ncols = min(columns, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    figure = _figure(3.4 * ncols + 0.4, 2.6 * nrows + 0.9)
+    grid = figure.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    for axes, (method, arrays) in zip(grid.flat, panels.items(), strict=False):
+        _step_histograms(axes, arrays, edges)
+        axes.set_title(method, fontsize=10)
+        axes.grid(True, alpha=0.3)
+    for axes in list(grid.flat)[len(panels) :]:
+        axes.set_visible(False)
+    for axes in grid[-1, :]:
+        axes.set_xlabel(xlabel, fontsize=8)
+    for axes in grid[:, 0]:
+        axes.set_ylabel("% of split in bin", fontsize=8)
+    handles, labels = [], []
+    for axes in grid.flat:  # one legend for the figure: the splits, without the per-panel n
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            name = label.rsplit(" (n=", 1)[0]
+            if name not in labels:
+                handles.append(handle)
+                labels.append(name)
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
+    figure.suptitle(title)
     return _save(figure, path)
 
 
@@ -157,7 +313,10 @@ def plot_mia_histogram(
     title: str = "Membership-inference feature by split",
     bins: int = 30,
 ) -> Path:
-    """Overlaid histograms of a per-sample attack feature, one per split (or per model).
+    """Histogram outlines (``histtype="step"``) of a per-sample feature, one per split or model.
+
+    Outlines in distinct colours and line styles (the splits ``retain``/``test``/``forget`` in
+    fixed colours), shared bins, the legend to the right of the axes.
 
     Args:
         scores: ``{label: (N,) array}``, e.g. the output of
@@ -177,21 +336,16 @@ def plot_mia_histogram(
     """
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    arrays = {label: np.asarray(values, dtype=float).ravel() for label, values in scores.items()}
-    arrays = {label: values[np.isfinite(values)] for label, values in arrays.items()}
-    arrays = {label: values for label, values in arrays.items() if values.size}
+    arrays = _clean(scores)
     if not arrays:
         raise ValueError("plot_mia_histogram needs at least one non-empty array of scores")
     edges = np.histogram_bin_edges(np.concatenate(list(arrays.values())), bins=bins)
-    figure = _figure(6.4, 4.8)
+    figure = _figure(7.5, 4.8)
     axes = figure.add_subplot()
-    for label, values in arrays.items():
-        weights = np.full(values.shape, 100.0 / values.size)
-        axes.hist(
-            values, bins=edges, weights=weights, alpha=0.5, label=f"{label} (n={values.size})"
-        )
+    _step_histograms(axes, arrays, edges)
     axes.set_xlabel(xlabel)
     axes.set_ylabel("samples in bin (% of split)")
     axes.set_title(title)
-    axes.legend(loc="best", fontsize=8)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return _save(figure, path)

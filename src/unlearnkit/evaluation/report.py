@@ -1,4 +1,5 @@
-"""Run directories and reports: ``report.json`` (machine), ``report.md`` (human), PNG plots.
+"""Run directories and reports: ``report.json`` and ``report.csv`` (machine), ``report.md`` and
+``report.html`` (human), PNG plots, and the rich tables printed on the console.
 
 A report row is ``{"method": str, "metrics": {"split/metric": float, ...}, **extra}``. Metric
 values are fractions in ``[0, 1]`` for accuracies and rates and seconds for times; the Markdown
@@ -6,21 +7,32 @@ table shows the former as percent. Optional extras used by the writer:
 
 * ``"per_class_accuracy"``: list of per-class accuracies (fractions) -> ``per_class_accuracy.png``
   (class names from ``config["class_names"]`` if present);
+* ``"forget_classes"``: ids of the forgotten classes (shaded in ``per_class_accuracy.png``);
 * ``"mia_scores"``: ``{split: (N,) array}`` from :func:`~unlearnkit.evaluation.mia.mia_scores` ->
-  ``mia_<method>.png``. These per-sample arrays are plotted only, not written to the JSON.
+  one grid ``mia_scores.png`` per request, a panel per method. These per-sample arrays are
+  plotted only, not written to the JSON.
 
 Every other extra is written to the JSON as is (tensors and arrays as lists).
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import html
+import io
 import json
 import math
+import os
+import platform
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,15 +41,25 @@ from unlearnkit.atomic import atomic_write_bytes
 from unlearnkit.evaluation import plots
 from unlearnkit.evaluation.metrics import OVER_UNLEARNING_TOLERANCE, over_unlearning_reasons
 
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
 __all__ = [
+    "CONSOLE_COLUMNS",
+    "CONSOLE_WIDTH",
     "REPORT_COLUMNS",
     "atomic_write_bytes",
+    "console_table",
+    "environment",
+    "file_slug",
     "format_markdown_table",
     "format_value",
     "is_percent_metric",
     "is_seconds_metric",
     "new_run_dir",
     "order_rows",
+    "render_text",
     "write_report",
 ]
 
@@ -52,6 +74,30 @@ REPORT_COLUMNS: tuple[str, ...] = (
 )
 #: Keys kept out of the default Markdown columns (still in report.json): redundant or flags.
 HIDDEN_COLUMNS: tuple[str, ...] = ("forget/ua", "flag/over_unlearning", "time/train_s")
+
+#: Columns of the console table of a classifier run (report.md, .csv and .html have them all).
+CONSOLE_COLUMNS: tuple[str, ...] = (
+    "forget/acc",
+    "retain/acc",
+    "test/acc",
+    "mia/efficacy",
+    "gap/avg",
+    "forget/js_to_retrain",
+    "time/unlearn_s",
+    "time/speedup",
+)
+#: Console tables are laid out for this many columns (narrower when the terminal is).
+CONSOLE_WIDTH = 100
+#: Packages whose versions ``report.json`` records (``None`` when not installed).
+ENVIRONMENT_PACKAGES: tuple[str, ...] = (
+    "torch",
+    "lightning",
+    "unlearnkit",
+    "numpy",
+    "scikit-learn",
+    "torch-geometric",
+    "timm",
+)
 
 _METHOD_ORDER = {"retrain": 0, "original": 1}
 _PERCENT_NAMES = ("acc", "ua", "ra", "ta", "efficacy", "recall", "ndcg", "hit", "precision")
@@ -93,6 +139,89 @@ def new_run_dir(base: str | Path, name: str | None = None) -> Path:
         return candidate
 
 
+def file_slug(label: str) -> str:
+    """A file-name-safe form of a request label, e.g. ``random_10_pct_seed_0``.
+
+    ``%`` becomes ``pct`` (so ``random 10 %`` and ``random 10`` stay apart), every run of other
+    characters than letters, digits, ``.``, ``_`` and ``-`` one ``_``; leading and trailing
+    ``.``/``_`` are dropped, and an empty result is ``request``.
+
+    Args:
+        label: e.g. :attr:`unlearnkit.data.ForgetSpec.label`.
+
+    Returns:
+        The slug (never a path separator, never ``.`` or ``..``).
+    """
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", label.replace("%", "pct"))
+    return text.strip("._") or "request"
+
+
+def _git_commit(*places: Path) -> tuple[str | None, str | None]:
+    for place in places:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(place), "rev-parse", "HEAD", "--show-toplevel"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None, None  # no git on this machine
+        lines = done.stdout.split()
+        if done.returncode == 0 and len(lines) == 2 and re.fullmatch(r"[0-9a-f]{40,64}", lines[0]):
+            return lines[0], lines[1]
+    return None, None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """What ran the experiment, recorded in ``report.json`` under ``"environment"``.
+
+    Returns:
+        ``{"python": "3.11.9", "packages": {name: version or None}, "platform": str,
+        "cpu": {"model": str, "count": int}, "gpus": [names] ([] without CUDA),
+        "torch_threads": int, "git_commit": sha or None, "git_root": path or None,
+        "date": ISO 8601 with time zone, "command": sys.argv}``. The git commit is the one of
+        the checkout holding the unlearnkit package, else of the current directory; ``None``
+        when neither is a git checkout (or git is missing).
+    """
+    packages: dict[str, str | None] = {}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available()
+        else []
+    )
+    commit, root = _git_commit(Path(__file__).resolve().parent, Path.cwd())
+    return {
+        "python": platform.python_version(),
+        "packages": packages,
+        "platform": platform.platform(),
+        "cpu": {"model": _cpu_model(), "count": os.cpu_count() or 1},
+        "gpus": gpus,
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": commit,
+        "git_root": root,
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": list(sys.argv),
+    }
+
+
 def is_percent_metric(key: str) -> bool:
     """Whether ``key`` is an accuracy or rate (a fraction shown as percent in tables).
 
@@ -115,7 +244,9 @@ def format_value(key: str, value: Any) -> str:
     """Format one metric for a Markdown cell.
 
     Percent metrics (:func:`is_percent_metric`) as ``100 * value`` with 2 decimals, seconds with 2
-    decimals, anything else with 4 significant digits; ``None`` as an em dash, NaN as ``NaN``.
+    decimals, speed-ups (a key ending in ``speedup``) as ``12.3×``, divergences (``js``/``kl`` in
+    the name, never negative) below ``1e-12`` (float round-off such as ``-1.9e-19``) as ``0``,
+    anything else with 4 significant digits; ``None`` as an em dash, NaN as ``NaN``.
 
     Args:
         key: the metric's key, e.g. ``"forget/acc"``.
@@ -135,7 +266,16 @@ def format_value(key: str, value: Any) -> str:
         return f"{number:.2f}"
     if is_percent_metric(key):
         return f"{100.0 * number:.2f}"
+    if key.endswith("speedup"):
+        return f"{number:.1f}×"
+    if _is_divergence(key) and number < 1e-12:
+        return "0"  # a divergence is >= 0; -1.9e-19 or 4.6e-18 is float round-off
     return f"{number:.4g}"
+
+
+def _is_divergence(key: str) -> bool:
+    name = key.rpartition("/")[2].lower()
+    return bool(re.search(r"(^|_)(js|kl)(_|$)", name))
 
 
 def _header(key: str) -> str:
@@ -248,21 +388,152 @@ def _has_forget_and_test(metrics: Mapping[str, Any]) -> bool:
     return all(v is not None and math.isfinite(float(v)) for v in (forget, test))
 
 
-def _warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def _over_unlearning(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
     reference = next((row for row in rows if row["method"] == "retrain"), None)
     if reference is None:
         return []
-    notes = []
+    found = []
     for row in rows:
         if row["method"] in ("retrain", "original"):
             continue
         reasons = over_unlearning_reasons(row["metrics"], reference["metrics"])
         if reasons:
-            notes.append(
-                f"> **Warning:** `{row['method']}` over-unlearning: {'; '.join(reasons)} (more "
-                f"than {100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
+            found.append((str(row["method"]), reasons))
+    return found
+
+
+def _warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [
+        f"> **Warning:** `{method}` over-unlearning: {'; '.join(reasons)} (more than "
+        f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
+        for method, reasons in _over_unlearning(rows)
+    ]
+
+
+def plain_warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One console line per over-unlearning method of one request (see :func:`write_report`).
+
+    Args:
+        rows: the rows of one forget request, with a ``retrain`` row.
+
+    Returns:
+        Lines like ``"Warning: RandomLabel over-unlearning: ..."``; empty without a retrain row.
+    """
+    return [
+        f"Warning: {method} over-unlearning: {'; '.join(reasons)} (more than "
+        f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
+        for method, reasons in _over_unlearning(rows)
+    ]
+
+
+def _console_header(key: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    if key.endswith("speedup"):
+        unit = ""  # the cells say 12.3×
+    elif is_seconds_metric(key):
+        name, unit = name[:-2], " s"
+    elif is_percent_metric(key):
+        unit = " %"
+    else:
+        unit = ""
+    words = (name + unit).replace("_", " ").split(" ")
+    lines = [words[0]]
+    for word in words[1:]:  # short header lines keep the columns narrow
+        if len(lines[-1]) + 1 + len(word) <= 8 or word in ("%", "s", "×"):
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join([prefix, *lines] if prefix else lines)
+
+
+def console_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] = CONSOLE_COLUMNS,
+    *,
+    title: str | None = None,
+    formatters: Mapping[str, Callable[[Any], str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Table:
+    """A rich table of one request's rows (retrain first, then original, then the methods).
+
+    Cells use :func:`format_value` (percent and seconds with 2 decimals, ``12.3×``); a column
+    that no row has is left out; headers are two lines (``forget`` / ``acc %``) so that the
+    default columns fit :data:`CONSOLE_WIDTH`.
+
+    Args:
+        rows: ``{"method": str, "metrics": {key: value}}`` dicts of one forget request.
+        columns: metric keys to show, in order.
+        title: shown above the table (e.g. the request).
+        formatters: per-column overrides ``{key: value -> str}``.
+        headers: per-column header overrides (``\\n`` breaks a line), e.g. ``{"test/recall@20":
+            "test\\nR@20 %"}``.
+
+    Returns:
+        The :class:`rich.table.Table` (print it with a :class:`rich.console.Console`, or get
+        text from :func:`render_text`).
+
+    Raises:
+        TypeError: ``rows`` is not a list of dicts.
+        ValueError: a row lacks ``method`` or ``metrics``.
+    """
+    from rich import box
+    from rich.table import Table
+
+    _check_rows(rows)
+    formatters, headers = formatters or {}, headers or {}
+    shown = [key for key in columns if any(key in row["metrics"] for row in rows)]
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("method", no_wrap=True)
+    for key in shown:
+        table.add_column(headers.get(key) or _console_header(key), justify="right", no_wrap=True)
+    for row in order_rows(rows):
+        cells = [str(row["method"])]
+        for key in shown:
+            value = row["metrics"].get(key)
+            formatter = formatters.get(key)
+            cells.append(
+                formatter(value) if formatter and value is not None else format_value(key, value)
             )
-    return notes
+        table.add_row(*cells)
+    return table
+
+
+def render_text(*renderables: RenderableType, width: int | None = None) -> str:
+    """Render rich tables (or strings) to plain text, at most ``width`` characters a line.
+
+    Args:
+        *renderables: tables, strings, ...
+        width: line width; default :data:`CONSOLE_WIDTH`, or the terminal's width if narrower.
+
+    Returns:
+        The text without colour codes, ending in a newline.
+    """
+    import shutil
+
+    from rich.console import Console
+
+    if width is None:
+        width = min(CONSOLE_WIDTH, shutil.get_terminal_size((CONSOLE_WIDTH, 24)).columns)
+    console = Console(
+        file=io.StringIO(), width=width, color_system=None, force_terminal=False, highlight=False
+    )
+    for renderable in renderables:
+        console.print(renderable)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def _request_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:  # one table (and one set of plots) per forget request
+        groups.setdefault(str(row.get("forget", "")), []).append(row)
+    return groups
 
 
 def _write_plots(
@@ -287,45 +558,134 @@ def _write_plots(
             or next((r["class_names"] for r in rows if r.get("class_names")), None)
             or [str(index) for index in range(num_classes)]
         )
+        forgotten = next((r["forget_classes"] for r in rows if r.get("forget_classes")), ())
         written["per_class_accuracy"] = plots.plot_per_class_accuracy(
-            per_class, list(names), run_dir / f"per_class_accuracy{suffix}.png"
+            per_class,
+            list(names),
+            run_dir / f"per_class_accuracy{suffix}.png",
+            forgotten=[int(c) for c in forgotten],
         )
-    for row in rows:
-        scores = row.get("mia_scores")
-        if scores:
-            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", row["method"])
-            written[f"mia/{row['method']}"] = plots.plot_mia_histogram(
-                scores,
-                run_dir / f"mia_{slug}{suffix}.png",
-                title=f"MIA feature by split: {row['method']}",
-            )
+    scores = {row["method"]: row["mia_scores"] for row in order_rows(rows) if row.get("mia_scores")}
+    if scores:
+        request = str(rows[0].get("forget") or "")
+        written["mia_scores"] = plots.plot_mia_grid(
+            scores,
+            run_dir / f"mia_scores{suffix}.png",
+            title="MIA feature by split, per method"
+            + (f" ({request})" if request else "")
+            + ": the closer to retrain, the better",
+        )
     return written
 
 
-def write_report(
-    run_dir: str | Path, config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
-) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and the plots of one run into ``run_dir``.
+def _other_plots(
+    run_dir: Path, groups: Mapping[str, Any], label: str, made: Mapping[str, Path]
+) -> list[tuple[str, Path]]:
+    """PNG files the experiment wrote itself (e.g. the recommender's rank histograms) that
+    belong to request ``label``: with one request every other PNG, else those ending in
+    ``_<slug>.png`` (and not in a longer slug of another request)."""
+    own = {path.name for path in made.values()}
+    slugs = {other: file_slug(other) for other in groups}
+    found = []
+    for path in sorted(run_dir.glob("*.png")):
+        if path.name in own or path.name.startswith(("forget_vs_test", "per_class", "mia_")):
+            continue
+        if len(groups) > 1:
+            owners = [o for o, slug in slugs.items() if path.stem.endswith("_" + slug)]
+            if label not in owners or any(len(slugs[o]) > len(slugs[label]) for o in owners):
+                continue
+        found.append((path.stem, path))
+    return found
 
-    ``report.json`` has the schema ``{"config": {...}, "rows": [{"method", "metrics", ...}]}``
-    with floats as JSON numbers and NaN/inf as ``null``. ``report.md`` holds the Markdown table
-    (:func:`format_markdown_table`: retrain first, then original, then the given order; percent
-    and seconds with 2 decimals), over-unlearning warnings, and the config. Plots:
-    ``forget_vs_test.png`` (when rows carry forget and test accuracy), ``per_class_accuracy.png``
-    and ``mia_<method>.png`` (when rows carry those extras, see the module docstring). All files
-    are written atomically.
+
+def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    keys: dict[str, None] = {}
+    for key in REPORT_COLUMNS:
+        if any(key in row["metrics"] for row in rows):
+            keys[key] = None
+    for row in rows:
+        keys.update(dict.fromkeys(row["metrics"]))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["method", "forget", *keys])
+    for row in rows:
+        cells = [row["method"], row.get("forget", "")]
+        for key in keys:
+            value = _jsonable(row["metrics"].get(key), f"{row['method']}.{key}")
+            cells.append("" if value is None else value)
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row["metrics"]))
+    columns = [key for key in REPORT_COLUMNS if key in seen]
+    columns += [key for key in seen if key not in REPORT_COLUMNS + HIDDEN_COLUMNS]
+    head = "".join(f"<th>{html.escape(_header(key))}</th>" for key in columns)
+    body = []
+    for row in order_rows(rows):
+        cells = "".join(
+            f"<td>{html.escape(format_value(key, row['metrics'].get(key)))}</td>" for key in columns
+        )
+        body.append(f"<tr><th>{html.escape(str(row['method']))}</th>{cells}</tr>")
+    return (
+        f"<table>\n<thead><tr><th>method</th>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table>"
+    )
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; }
+td { text-align: right; font-variant-numeric: tabular-nums; }
+thead th { border-bottom: 2px solid #888; text-align: right; }
+tbody th { text-align: left; font-weight: 600; }
+.warning { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.4em 0.8em; }
+img { max-width: 100%; display: block; margin: 1em 0; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.8em; }
+"""
+
+
+def write_report(
+    run_dir: str | Path,
+    config: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    update: bool = False,
+) -> dict[str, Path]:
+    """Write ``report.json``, ``report.csv``, ``report.md``, ``report.html`` and the plots of a run.
+
+    ``report.json`` has the schema ``{"config": {...}, "environment": {...}, "rows": [{"method",
+    "metrics", ...}]}`` with floats as JSON numbers and NaN/inf as ``null``; ``environment`` is
+    :func:`environment` (package versions, Python, CPU/GPU, threads, git commit, date, command
+    line). ``report.csv`` has one line per (request, method): columns ``method``, ``forget`` and
+    every metric key (full precision; empty when a row lacks the metric). ``report.md`` holds a
+    Markdown table per request (:func:`format_markdown_table`: retrain first, then original, then
+    the given order; percent and seconds with 2 decimals), over-unlearning warnings, the plots
+    and the config. ``report.html`` is the same as one self-contained page (plots embedded as
+    base64 PNG, no external resources). Plots per request: ``forget_vs_test.png`` (when rows
+    carry forget and test accuracy), ``per_class_accuracy.png`` and one grid ``mia_scores.png``
+    (when rows carry those extras, see the module docstring); with several requests each name
+    gets the suffix ``_<request slug>`` (:func:`file_slug`). All files are written atomically.
 
     Args:
         run_dir: the run's directory (created if missing), e.g. from :func:`new_run_dir`.
         config: the run's configuration (JSON-serializable; tensors/arrays become lists).
         rows: one dict per method, ``{"method": str, "metrics": {key: float}, **extra}``.
+        update: replace the report this run wrote before (a partial report rewritten after
+            each method); without it an existing ``report.json`` is an error.
 
     Returns:
-        Paths written, keyed ``"json"``, ``"markdown"``, and ``"forget_vs_test"``,
-        ``"per_class_accuracy"``, ``"mia/<method>"`` for the plots made.
+        Paths written, keyed ``"json"``, ``"csv"``, ``"markdown"``, ``"html"``, and
+        ``"forget_vs_test"``, ``"per_class_accuracy"``, ``"mia_scores"`` (with the request
+        suffix when there are several requests) for the plots made.
 
     Raises:
-        FileExistsError: ``run_dir`` already holds a ``report.json``.
+        FileExistsError: ``run_dir`` already holds a ``report.json`` and ``update`` is false.
         TypeError: ``config`` is not a dict, ``rows`` is not a list of dicts, or a value cannot be
             written to JSON.
         ValueError: ``rows`` is empty or a row lacks ``method``/``metrics``.
@@ -336,7 +696,7 @@ def write_report(
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     run_dir = Path(run_dir)
-    if (run_dir / "report.json").exists():
+    if (run_dir / "report.json").exists() and not update:
         raise FileExistsError(
             f"{run_dir} already has a report.json; write into a fresh directory from "
             "new_run_dir(base) instead of overwriting an earlier run"
@@ -346,33 +706,64 @@ def write_report(
         _jsonable({k: v for k, v in row.items() if k not in _PLOT_ONLY_KEYS}, f"rows[{i}]")
         for i, row in enumerate(rows)
     ]
-    document = {"config": _jsonable(dict(config), "config"), "rows": json_rows}
+    document = {
+        "config": _jsonable(dict(config), "config"),
+        "environment": _jsonable(environment(), "environment"),
+        "rows": json_rows,
+    }
+    csv_text = _csv_text(rows)
     written: dict[str, Path] = {}
-    markdown = ["# Unlearning report", ""]
-    markdown.append(
+    intro = (
         "Accuracies and rates in percent; times in seconds. The retrained model is the target: "
         "the closer a method's numbers are to `retrain`, the better."
     )
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:  # one table (and one set of plots) per forget request
-        groups.setdefault(str(row.get("forget", "")), []).append(row)
+    markdown = ["# Unlearning report", "", intro]
+    page = [f"<h1>Unlearning report</h1>\n<p>{html.escape(intro).replace('`', '')}</p>"]
+    groups = _request_groups(rows)
     for label, group in groups.items():
-        suffix = (
-            "" if len(groups) == 1 else "_" + re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
-        )
+        suffix = "" if len(groups) == 1 else "_" + file_slug(label)
         if len(groups) > 1:
             markdown += ["", f"## Forget request `{label}`"]
+            page.append(f"<h2>Forget request <code>{html.escape(label)}</code></h2>")
         markdown += ["", format_markdown_table(group)]
+        page.append(_html_table(group))
         for note in _warnings(group):
             markdown += [note, ""]
-        for key, path in _write_plots(run_dir, config, group, suffix).items():
+        for note in plain_warnings(group):
+            page.append(f'<p class="warning">{html.escape(note)}</p>')
+        made = _write_plots(run_dir, config, group, suffix)
+        for key, path in made.items():
             written[f"{key}{suffix}"] = path
+        for key, path in [*made.items(), *_other_plots(run_dir, groups, label, made)]:
             markdown += [f"![{key}]({path.name})", ""]
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            page.append(
+                f'<img alt="{html.escape(key)}" title="{html.escape(path.name)}" '
+                f'src="data:image/png;base64,{data}">'
+            )
     config_text = json.dumps(document["config"], indent=2, allow_nan=False)
+    env_text = json.dumps(document["environment"], indent=2, allow_nan=False)
     markdown += ["## Config", "", "```json", config_text, "```", ""]
+    markdown += ["## Environment", "", "```json", env_text, "```", ""]
+    markdown += ["All rows: `report.csv` (one line per request and method), `report.json`.", ""]
+    page += [
+        "<h2>Config</h2>",
+        f"<pre>{html.escape(config_text)}</pre>",
+        "<h2>Environment</h2>",
+        f"<pre>{html.escape(env_text)}</pre>",
+    ]
+    html_text = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>Unlearning report: {html.escape(run_dir.name)}</title>\n"
+        f"<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(page)
+        + "\n</body>\n</html>\n"
+    )
+    written["csv"] = atomic_write_bytes(run_dir / "report.csv", csv_text.encode("utf-8"))
     written["markdown"] = atomic_write_bytes(
         run_dir / "report.md", "\n".join(markdown).encode("utf-8")
     )
+    written["html"] = atomic_write_bytes(run_dir / "report.html", html_text.encode("utf-8"))
     # report.json last: its presence marks a finished report (write_report refuses to redo it).
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     written["json"] = atomic_write_bytes(run_dir / "report.json", text.encode("utf-8"))

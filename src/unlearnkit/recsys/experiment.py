@@ -14,7 +14,6 @@ config's ``data`` is a :class:`~unlearnkit.recsys.data.RecDataModule`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from torch import nn
 from unlearnkit.base import Unlearner
 from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
-from unlearnkit.evaluation.report import format_markdown_table
+from unlearnkit.evaluation.report import file_slug
 from unlearnkit.jobs import common_run_parser, run_job
 from unlearnkit.recsys.data import RecDataModule
 from unlearnkit.recsys.methods import RecFineTune, RecRetrain
@@ -52,7 +51,8 @@ __all__ = [
     "run_rec_experiment",
 ]
 
-#: Columns of the table printed by ``unlearnkit run`` (report.md has every metric).
+#: Columns of the table printed by ``unlearnkit run``, chosen to fit 100 columns (report.md,
+#: report.csv and report.html have every metric, ``params/trained`` among them).
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "test/recall@20",
     "test/ndcg@20",
@@ -63,8 +63,18 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "score/js_to_retrain",
     "time/unlearn_s",
     "time/speedup",
-    "params/trained",
 )
+_SUMMARY_HEADERS = {  # short enough for 100 columns; the table's note says what R@ and N@ are
+    "test/recall@20": "test\nR@20 %",
+    "test/ndcg@20": "test\nN@20 %",
+    "forget/recall@20": "forget\nR@20 %",
+    "gap/forget_recall@20": "gap\nforget\nR@20 %",
+    "forget/mean_rank": "forget\nmean\nrank",
+    "mia/auc": "MIA\nAUC %",
+    "score/js_to_retrain": "JS to\nretrain",
+    "time/unlearn_s": "unlearn\ntime s",
+    "time/speedup": "speedup",
+}
 
 
 @dataclass
@@ -211,14 +221,10 @@ class RecExperiment(ExperimentBase):
         """Each request's forget edges (``forget_<request>.json``) and its two plots."""
         multi = len(requests) > 1
         for spec, request_rows, outputs in requests:
-            suffix = f"_{_slug(spec.label)}" if multi else ""
-            self.data.set_forget(spec).save(run_dir / f"forget_{_slug(spec.label)}.json")
+            suffix = f"_{file_slug(spec.label)}" if multi else ""
+            self.data.set_forget(spec).save(run_dir / f"forget_{file_slug(spec.label)}.json")
             _plot_forget_vs_test(request_rows, run_dir / f"recall_forget_vs_test{suffix}.png")
             _plot_ranks(outputs, run_dir / f"forgotten_item_ranks{suffix}.png")
-
-
-def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "request"
 
 
 def _plot_forget_vs_test(rows: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -229,7 +235,7 @@ def _plot_forget_vs_test(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 
     from unlearnkit.atomic import atomic_write_bytes
 
-    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for row in rows:
@@ -251,20 +257,22 @@ def _plot_forget_vs_test(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     axes.set_xlabel("forget-set Recall@20 (%), retrained = target")
     axes.set_ylabel("test Recall@20 (%)")
     axes.set_title("Forgetting vs utility (dashed: retrained model)")
-    axes.legend(loc="best", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # off the points
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _plot_ranks(outputs: dict[str, RecOutputs], path: Path) -> Path:
+    """Step outlines of the forgotten items' rank percentile, one colour and line style a model."""
     from unlearnkit.evaluation.plots import plot_mia_histogram
 
+    order = sorted(outputs, key=lambda name: {"retrain": 0, "original": 1}.get(name, 2))
     return plot_mia_histogram(
-        {name: out.extra["rank_percentile"].numpy() for name, out in outputs.items()},
+        {name: outputs[name].extra["rank_percentile"].numpy() for name in order},
         path,
         xlabel="rank of the forgotten item among all items (fraction, 0 = top)",
-        title="Where the forgotten items rank, per model",
+        title="Where the forgotten items rank, per model (retrain = target)",
     )
 
 
@@ -392,36 +400,61 @@ def run_instantiated(init: Any, methods: Sequence[Unlearner], **common: Any) -> 
     )
 
 
-def format_summary(rows: Sequence[dict[str, Any]]) -> str:
-    """The printed table(s): one per forget request, :data:`SUMMARY_COLUMNS`, and warnings."""
+def format_summary(rows: Sequence[dict[str, Any]], *, width: int | None = None) -> str:
+    """The printed summary: a rich table per forget request (:data:`SUMMARY_COLUMNS`), warnings.
+
+    Same number formats as the classifier summary
+    (:func:`unlearnkit.evaluation.report.format_value`: percent and seconds with 2 decimals,
+    speed-up ``12.3×``); lines fit 100 columns.
+
+    Args:
+        rows: the run's rows (``forget``, ``forget_edges``, ``removed_users``/``_items``).
+        width: line width (default 100, or the terminal's width if narrower).
+
+    Returns:
+        The plain text (no colour codes).
+    """
+    from unlearnkit.evaluation.report import render_text
+
+    return render_text(*summary_renderables(rows), width=width)
+
+
+def summary_renderables(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """The rich tables (one per forget request, retrain first) and warning lines of ``rows``."""
+    from unlearnkit.evaluation.report import console_table
+
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(str(row.get("forget", "")), []).append(row)
-    formatters = {
-        "params/trained": lambda v: f"{int(v):,}",
-        "forget/mean_rank": lambda v: f"{float(v):.0f}",
-        "time/speedup": lambda v: f"{float(v):.1f}x",
-        "score/js_to_retrain": lambda v: f"{float(v):.4f}",
-    }
-    parts = []
+    formatters = {"forget/mean_rank": lambda v: f"{float(v):.0f}"}
+    parts: list[Any] = []
     for label, group in groups.items():
         first = group[0]
-        parts.append(
-            f"## Forget request `{label}` ({first.get('forget_edges')} interactions; "
+        title = (
+            f"Forget request: {label} ({first.get('forget_edges')} interactions; "
             f"{first.get('removed_users')} users and {first.get('removed_items')} items left "
-            "with none)\n"
+            "with none)"
         )
-        parts.append(format_markdown_table(group, list(SUMMARY_COLUMNS), formatters=formatters))
+        parts.append(
+            console_table(
+                group, SUMMARY_COLUMNS, title=title, formatters=formatters, headers=_SUMMARY_HEADERS
+            )
+        )
         ref = next((r for r in group if r["method"] == "retrain"), None)
         for row in group:
             if row["metrics"].get("flag/over_unlearning") and ref is not None:
                 parts.append(
-                    f"> **Warning:** `{row['method']}` forget Recall@20 "
+                    f"Warning: {row['method']} forget Recall@20 "
                     f"{100 * row['metrics']['forget/recall@20']:.2f}% is well below the retrained "
                     f"model's {100 * ref['metrics']['forget/recall@20']:.2f}% (over-unlearning: "
-                    "the forgotten items now rank lower than if they had never been seen).\n"
+                    "the forgotten items now rank lower than if they had never been seen)."
                 )
-    return "\n".join(parts)
+    parts.append(
+        "R@20 = Recall@20, N@20 = NDCG@20 (in %, as the AUC), times in s; the closer to retrain, "
+        "the better. "
+        "All metrics: report.md / report.csv / report.html."
+    )
+    return parts
 
 
 def run_command(argv: list[str]) -> int:

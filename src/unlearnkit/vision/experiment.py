@@ -6,7 +6,6 @@ reproduce``; also callable from Python (:func:`run_experiment`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +127,7 @@ class Experiment(ExperimentBase):
             "metrics": metrics,
             "per_class_accuracy": per_class.tolist(),
             "class_names": self.data.class_names,
+            "forget_classes": list(spec.classes or []) if spec.kind == "class" else [],
             "mia_scores": scores,
             **extra,
         }
@@ -245,11 +245,41 @@ def run_instantiated(init: Any, methods: list, **common: Any) -> Any:
     )
 
 
-def report_table(result: Any) -> str:
-    """The run's report.md up to its config section, without the plot links."""
-    text = (result.run_dir / "report.md").read_text()
-    lines = [ln for ln in text.split("## Config")[0].splitlines() if not ln.startswith("![")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+def report_table(result: Any, *, width: int | None = None) -> str:
+    """The console summary of a run: one rich table per forget request, and its warnings.
+
+    The columns are :data:`~unlearnkit.evaluation.report.CONSOLE_COLUMNS` (chosen to fit
+    :data:`~unlearnkit.evaluation.report.CONSOLE_WIDTH` = 100 columns); ``report.md``,
+    ``report.csv`` and ``report.html`` in the run directory have every metric.
+
+    Args:
+        result: an :class:`ExperimentResult` (its ``rows``).
+        width: line width (default 100, or the terminal's width if narrower).
+
+    Returns:
+        The plain text (no colour codes).
+    """
+    from unlearnkit.evaluation.report import render_text
+
+    return render_text(*summary_renderables(result.rows), width=width)
+
+
+def summary_renderables(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """The rich tables (one per forget request, retrain first) and warning lines of ``rows``."""
+    from unlearnkit.evaluation.report import console_table, plain_warnings
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get("forget", "")), []).append(row)
+    parts: list[Any] = []
+    for label, group in groups.items():
+        parts.append(console_table(group, title=f"Forget request: {label}"))
+        parts += plain_warnings(group)
+    parts.append(
+        "Accuracies and rates in %, times in s; the closer to retrain, the better. "
+        "All metrics: report.md / report.csv / report.html."
+    )
+    return parts
 
 
 def run_command(argv: list[str]) -> int:

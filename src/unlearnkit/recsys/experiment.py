@@ -283,6 +283,9 @@ def run_rec_experiment(
     evaluator: RecEvaluator | None = None,
     config: dict[str, Any] | None = None,
     write: bool = True,
+    progress: str = "auto",
+    logger: str = "csv",
+    resume: str | Path | None = None,
     num_threads: int | None = None,
 ) -> RecExperimentResult:
     """Run original → retrained → each method → ranking evaluation → report, per forget request.
@@ -301,6 +304,13 @@ def run_rec_experiment(
         evaluator: the :class:`~unlearnkit.recsys.module.RecEvaluator`.
         config: the config recorded in ``report.json``.
         write: write ``report.json`` / ``report.md`` / plots / forget edge files.
+        progress: how the phases are shown: ``"auto"`` (a live display on a terminal, else one
+            line per phase start and end on stderr), ``"rich"``, ``"plain"`` or ``"quiet"``.
+        logger: Lightning logger of every model trained in the run, under
+            ``<run dir>/logs/<request>/<model>/``: ``"csv"``, ``"tensorboard"``, ``"wandb"``
+            or ``"none"``.
+        resume: the directory of an interrupted run to finish (its rows are kept; the missing
+            or failed ones are run and the report there is rewritten).
         num_threads: ``torch.set_num_threads`` for the run (restored afterwards); on a busy
             2-core machine 1 thread avoids OpenMP contention in the sparse propagation.
 
@@ -336,10 +346,13 @@ def run_rec_experiment(
             write=write,
             config=config,
             example="{kind: user, fraction: 0.05}",
+            progress=progress,
+            logger=logger,
+            resume=resume,
         )
     finally:
         torch.set_num_threads(threads)
-    return RecExperimentResult(rows=result.rows, run_dir=result.run_dir)
+    return RecExperimentResult(rows=result.rows, run_dir=result.run_dir, failed=result.failed)
 
 
 # ------------------------------------------------------------------------------------------

@@ -148,6 +148,9 @@ def run_experiment(
     evaluator: Evaluator | None = None,
     config: dict[str, Any] | None = None,
     write: bool = True,
+    progress: str = "auto",
+    logger: str = "csv",
+    resume: str | Path | None = None,
 ) -> ExperimentResult:
     """Run original → retrained → each method → evaluation → report, for each forget request.
 
@@ -165,6 +168,13 @@ def run_experiment(
         evaluator: metrics (default :class:`Evaluator`).
         config: the config to record in ``report.json``.
         write: write ``report.json``/``report.md``/plots.
+        progress: how the phases are shown: ``"auto"`` (a live display on a terminal, else one
+            line per phase start and end on stderr), ``"rich"``, ``"plain"`` or ``"quiet"``.
+        logger: Lightning logger of every model trained in the run, under
+            ``<run dir>/logs/<request>/<model>/``: ``"csv"``, ``"tensorboard"``, ``"wandb"``
+            or ``"none"``.
+        resume: the directory of an interrupted run to finish (its rows are kept; the missing
+            or failed ones are run and the report there is rewritten).
 
     Returns:
         :class:`ExperimentResult` with the rows and the run directory.
@@ -192,6 +202,9 @@ def run_experiment(
         write=write,
         config=config,
         example="{kind: class, classes: [0]}",
+        progress=progress,
+        logger=logger,
+        resume=resume,
     )
 
 

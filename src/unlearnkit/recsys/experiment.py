@@ -27,7 +27,7 @@ from unlearnkit.base import Unlearner
 from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.evaluation.report import format_markdown_table
-from unlearnkit.jobs import common_run_parser, run_job
+from unlearnkit.jobs import common_run_parser, resume_argv, run_job
 from unlearnkit.recsys.data import RecDataModule
 from unlearnkit.recsys.methods import RecFineTune, RecRetrain
 from unlearnkit.recsys.models import DotProductRecommender, LightGCNRecommender, MFRecommender
@@ -439,4 +439,5 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
 
 def run_command(argv: list[str]) -> int:
     """Parse ``argv`` (the words after ``run``), run the recommender experiment, print the table."""
+    argv = resume_argv(argv)  # --resume DIR: the config recorded there comes first
     return run_job(run_parser(), argv, run_instantiated, lambda result: format_summary(result.rows))

@@ -22,7 +22,7 @@ from unlearnkit.evaluation.collect import Outputs
 from unlearnkit.evaluation.evaluator import Evaluator
 from unlearnkit.evaluation.metrics import per_class_accuracy
 from unlearnkit.evaluation.mia import mia_scores
-from unlearnkit.jobs import common_run_parser, default_experiment_path, run_job
+from unlearnkit.jobs import common_run_parser, default_experiment_path, resume_argv, run_job
 from unlearnkit.runs import (
     ExperimentBase,
     ExperimentResult,
@@ -268,8 +268,10 @@ def report_table(result: Any) -> str:
 def run_command(argv: list[str]) -> int:
     """Parse ``argv`` (the words after ``run``), run the experiment, print the table.
 
-    Without ``-c`` the embedded default experiment runs.
+    Without ``-c`` the embedded default experiment runs; with ``--resume DIR`` the config
+    recorded in ``DIR/report.json`` (the other words override it).
     """
+    argv = resume_argv(argv)  # --resume DIR: the config recorded there comes first
     if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
         argv = ["--config", str(default_experiment_path()), *argv]
     return run_job(run_parser(), argv, run_instantiated, report_table)

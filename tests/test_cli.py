@@ -271,9 +271,18 @@ def test_help_lists_every_subcommand_and_version(capsys):
 
 def test_a_method_reading_an_undeclared_stream_is_one_line(tmp_path, capsys):
     args = run_args(tmp_path, TINY, methods=[{"class_path": "_helpers.ReadsUndeclaredRetain"}])
-    assert main(args) == 2
+    assert main(args) == 1  # a failing method is a failed row; the run goes on, then exits 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        "unlearnkit: error: ReadsUndeclaredRetain reads the 'retain' stream but does not declare "
+    message = (
+        "ReadsUndeclaredRetain reads the 'retain' stream but does not declare "
         "it: add 'retain' to its class attribute streams (now ('forget',))"
+    )
+    assert err[-2:] == [
+        "1 method(s) failed (rows marked failed in the report):",
+        f"  class[0]: ReadsUndeclaredRetain: UndeclaredStreamError: {message}",
     ]
+    (run,) = (tmp_path / "runs").iterdir()
+    (row,) = [
+        r for r in json.loads((run / "report.json").read_text())["rows"] if r["metrics"] == {}
+    ]
+    assert row["status"] == "failed" and row["error"].endswith(message)

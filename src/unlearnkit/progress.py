@@ -6,7 +6,7 @@ them, each method, each method's evaluation). :class:`Phases` reports each one:
 * ``"rich"`` (stderr is a terminal): a live ``rich.progress`` line with a spinner and the elapsed
   time while a phase runs, replaced by one ``✓ phase  (12.3 s)`` line when it ends; phases that
   train through Lightning show Lightning's own progress bar instead of the spinner, labelled with
-  the phase (``original: training  epoch 3/8``);
+  the phase (``original (training)  epoch 3/8``);
 * ``"plain"`` (stderr is a file or a pipe, e.g. CI): one line when a phase starts and one when it
   ends, with the elapsed seconds;
 * ``"quiet"``: nothing.
@@ -127,23 +127,22 @@ class Phases:
 
 
 def phase_progress_bar(label: str) -> Any:
-    """Lightning's TQDM progress bar whose description names the phase and the epoch.
+    """Lightning's rich progress bar whose description names the phase and the epoch.
 
     Args:
         label: the phase, e.g. ``"class 0: FineTune"``.
 
     Returns:
-        A ``lightning.pytorch.callbacks.TQDMProgressBar`` showing
-        ``"<label>  epoch <e>/<max_epochs>"``.
+        A ``lightning.pytorch.callbacks.RichProgressBar`` showing
+        ``"<label>  epoch <e>/<max_epochs>"`` (epochs counted from 1), the steps of the epoch,
+        the speed and the loss; it is cleared when the fit ends.
     """
-    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.callbacks import RichProgressBar
 
-    class PhaseProgressBar(TQDMProgressBar):
-        def on_train_epoch_start(self, trainer: Any, *args: Any) -> None:
-            super().on_train_epoch_start(trainer, *args)
-            total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
-            self.train_progress_bar.set_description(
-                f"{label}  epoch {trainer.current_epoch + 1}/{total}"
-            )
+    class PhaseProgressBar(RichProgressBar):
+        def _get_train_description(self, current_epoch: int) -> str:
+            total = self.trainer.max_epochs
+            of = f"/{total}" if total is not None and total > 0 else ""
+            return f"{label}  epoch {current_epoch + 1}{of}"
 
     return PhaseProgressBar()

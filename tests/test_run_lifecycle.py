@@ -188,3 +188,20 @@ def test_seeds_report_mean_and_std_over_seeds(tmp_path, cache, capsys):
     assert cell["n"] == 2
     assert "±" in out and "| class[0] | FineTune |" in out
     assert torch.tensor(per_seed).unique().numel() == 2  # two seeds, two models
+
+
+@pytest.mark.parametrize("words", [["--logger", "wandb"], ["--trainer", "{logger: wandb}"]])
+def test_a_logger_that_is_not_installed_is_one_line_before_any_work(
+    tmp_path, cache, capsys, words, monkeypatch
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    assert main(_args(tmp_path, tmp_path / "no-cache", TINY, *words)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["unlearnkit: error: logger 'wandb' needs the wandb package: pip install wandb"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not (tmp_path / "no-cache").exists()

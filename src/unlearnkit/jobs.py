@@ -136,7 +136,8 @@ def run_job(
         through ``parser.error``).
 
     Raises:
-        ValueError: ``--resume`` with ``--seeds``, or what the run rejects.
+        ValueError: ``--resume`` with ``--seeds``, a logger whose package is not installed, or
+            what the run rejects.
     """
     import yaml
 
@@ -153,6 +154,11 @@ def run_job(
     if init.threads is not None:
         _set_threads(init.threads)
     trainer = dict(init.trainer or {})
+    from unlearnkit.runs import check_logger
+
+    check_logger(init.logger)  # a logger that is not installed fails before any work
+    if isinstance(trainer.get("logger"), str):
+        check_logger(trainer["logger"])
     if init.quiet:
         trainer.setdefault("enable_progress_bar", False)
     common = {

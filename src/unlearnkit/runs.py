@@ -126,8 +126,9 @@ def make_logger(kind: str, save_dir: Path, request: str, model: str) -> Any:
         model: the model's name (``original``, ``retrained``, a method's row name).
 
     Returns:
-        A ``CSVLogger`` (``metrics.csv``), ``TensorBoardLogger``, ``WandbLogger`` (offline unless
-        W&B is configured; the run is named ``<request>/<model>``), or ``False`` for ``"none"``.
+        A ``CSVLogger`` (``metrics.csv``), ``TensorBoardLogger``, ``WandbLogger`` (project
+        ``unlearnkit``, the run named ``<run dir>/<request>/<model>``; W&B's own settings, e.g.
+        ``WANDB_MODE=offline``, decide where it goes), or ``False`` for ``"none"``.
 
     Raises:
         ValueError: see :func:`check_logger`.
@@ -372,7 +373,10 @@ class ExperimentBase(ABC):
         kwargs = dict(self.trainer_kwargs)
         kind = kwargs.pop("logger") if isinstance(kwargs.get("logger"), str) else self.logger
         if self.run_dir is not None and "logger" not in kwargs and kind != "none":
-            kwargs["logger"] = make_logger(kind, self.run_dir / "logs", self._request, model)
+            logs, version, k = self.run_dir / "logs", model, 2
+            while (logs / self._request / version).exists():  # a resumed run: keep the old series
+                version, k = f"{model}-{k}", k + 1
+            kwargs["logger"] = make_logger(kind, logs, self._request, version)
             kwargs.setdefault("log_every_n_steps", 1)
         kwargs.setdefault("enable_progress_bar", self.phases.live)
         if kwargs["enable_progress_bar"] and "callbacks" not in kwargs:

@@ -44,6 +44,13 @@ class Explodes(LossUnlearner):
         raise RuntimeError("boom in loss")
 
 
+class Interrupts(Explodes):
+    """Ctrl-C in the middle of a method."""
+
+    def loss(self, model, batch, *, epoch):
+        raise KeyboardInterrupt
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
@@ -205,3 +212,15 @@ def test_a_logger_that_is_not_installed_is_one_line_before_any_work(
     assert err == ["unlearnkit: error: logger 'wandb' needs the wandb package: pip install wandb"]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     assert not (tmp_path / "no-cache").exists()
+
+
+def test_an_interrupted_run_keeps_the_rows_computed_before(tmp_path, cache):
+    config = {**TINY, "methods": [FINETUNE, {"class_path": f"{__name__}.Interrupts"}]}
+    with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl-C into exit 1
+        main(_args(tmp_path, cache, config, "--quiet"))
+    (run,) = (tmp_path / "runs").iterdir()
+    report = _report(run)
+    assert [r["method"] for r in report["rows"]] == ["retrain", "original", "FineTune"]
+    assert report["rows"][2]["metrics"]["test/acc"] > 0.5
+    assert not (run / "report.json.previous").exists()
+    assert "| FineTune |" in (run / "report.md").read_text()

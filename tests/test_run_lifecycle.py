@@ -121,13 +121,24 @@ def test_quiet_run_prints_only_the_table_and_keeps_logs_and_models(tmp_path, cac
 
 
 def test_a_failing_method_is_a_failed_row_and_the_run_goes_on(tmp_path, cache, capsys):
-    config = {**TINY, "methods": [{"class_path": f"{__name__}.Explodes"}, FINETUNE]}
+    config = {
+        **TINY,
+        "forget": [*TINY["forget"], {"kind": "class", "classes": [1]}],
+        "methods": [{"class_path": f"{__name__}.Explodes"}, FINETUNE],
+    }
     assert main(_args(tmp_path, cache, config, "--quiet")) == 1
     err = capsys.readouterr().err
-    assert "1 method(s) failed" in err and "Explodes: RuntimeError: boom in loss" in err
+    assert "2 method(s) failed" in err and "class[1]: Explodes: RuntimeError: boom in loss" in err
     (run,) = (tmp_path / "runs").iterdir()
     report = _report(run)
-    assert [r["method"] for r in report["rows"]] == ["retrain", "original", "Explodes", "FineTune"]
+    names = ["retrain", "original", "Explodes", "FineTune"]
+    assert [r["method"] for r in report["rows"]] == names * 2
+    # the plots of the reports rewritten during the first request (one request: no suffix)
+    # do not outlive the final report, whose plots are per request
+    assert sorted(p.name for p in run.glob("forget_vs_test*.png")) == [
+        "forget_vs_test_class_0.png",
+        "forget_vs_test_class_1.png",
+    ]
     failed = report["rows"][2]
     assert failed["status"] == "failed"
     assert failed["error"] == "RuntimeError: boom in loss"

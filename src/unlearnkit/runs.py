@@ -727,9 +727,18 @@ def run_requests(
     requests: list[RequestResult] = []
     finished: list[dict[str, Any]] = []  # rows of the requests done so far
 
+    before = set(run_dir.iterdir()) if run_dir is not None else set()
+    interim: set[Path] = set()  # files of the rewrites before the end (e.g. one request's plots)
+
     def report(rows: list[dict[str, Any]], *, final: bool = False) -> None:
-        if run_dir is not None:
-            _rewrite_report(run_dir, config or {}, rows, final=final)
+        if run_dir is None:
+            return
+        written = _rewrite_report(run_dir, config or {}, rows, final=final)
+        if not final:
+            interim.update(written)
+            return
+        for path in interim - set(written) - before:  # named for fewer requests: stale now
+            path.unlink(missing_ok=True)
 
     try:
         for spec in forget:
@@ -806,12 +815,15 @@ _PREVIOUS_REPORT = "report.json.previous"
 
 def _rewrite_report(
     run_dir: Path, config: dict[str, Any], rows: list[dict[str, Any]], *, final: bool
-) -> None:
+) -> set[Path]:
     """Write the report of ``rows`` into ``run_dir``, replacing the one written before.
 
     The previous ``report.json`` is kept aside until the new one is complete (restored if the
     writing fails). Before the end of the run (``final`` false) the per-sample MIA scores are
     left out (they are only plotted), so a rewrite after each method stays cheap.
+
+    Returns:
+        The files written.
     """
     from unlearnkit.evaluation.report import write_report
 
@@ -821,9 +833,10 @@ def _rewrite_report(
     if not final:
         rows = [{k: v for k, v in row.items() if k != "mia_scores"} for row in rows]
     try:
-        write_report(run_dir, config, rows)
+        written = write_report(run_dir, config, rows)
     except BaseException:
         if previous.exists() and not report.exists():
             os.replace(previous, report)
         raise
     previous.unlink(missing_ok=True)
+    return {Path(p) for p in written.values()}

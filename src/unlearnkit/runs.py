@@ -751,12 +751,16 @@ def run_requests(
                 exp.phases.note(f"{spec.label}: every row is in the report already")
                 finished.extend(_ordered(exp, methods, done))
                 continue
-            rows, outputs = exp.evaluate_request(
-                spec,
-                methods,
-                done=done,
-                on_rows=lambda rows, before=tuple(finished): report([*before, *rows]),
-            )
+            # after the last method of the last request the final report follows at once
+            final_rows = 2 + len(_method_names(exp, methods)) if spec is forget[-1] else -1
+
+            def after_method(
+                rows: list[dict[str, Any]], before: tuple = tuple(finished), skip: int = final_rows
+            ) -> None:
+                if len(rows) != skip:
+                    report([*before, *rows])
+
+            rows, outputs = exp.evaluate_request(spec, methods, done=done, on_rows=after_method)
             requests.append((spec, rows, outputs))
             finished.extend(rows)
             if run_dir is not None:  # the exact indices, to repeat the run or publish them

@@ -10,19 +10,22 @@ imports ``unlearnkit.vision`` or ``unlearnkit.recsys``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
 
 __all__ = [
     "common_run_parser",
     "data_class",
     "data_class_path",
     "default_experiment_path",
+    "resume_argv",
     "run_job",
 ]
 
@@ -40,8 +43,8 @@ def common_run_parser(
 ) -> ArgumentParser:
     """An ``unlearnkit run`` parser: ``-c``, the job's own options, then the shared ones.
 
-    The shared options are ``--seed``, ``--output``, ``--name``, ``--cache_dir`` and
-    ``--trainer``; ``job_options`` adds the vision (:func:`run_parser`) or recommender
+    The shared options are ``--seed``, ``--seeds``, ``--threads``, ``--output``, ``--name``,
+    ``--cache_dir``, ``--trainer``, ``--logger``, ``--quiet`` and ``--resume``; ``job_options`` adds the vision (:func:`run_parser`) or recommender
     (:func:`unlearnkit.recsys.experiment.run_parser`) job's data, forget requests, methods, model
     and schedule in between, so a dumped config lists them first.
 
@@ -56,6 +59,14 @@ def common_run_parser(
     p.add_argument("-c", "--config", action=ActionConfigFile, help="experiment YAML file")
     job_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of model init and training")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        nargs="+",
+        help="run the experiment once per seed (e.g. --seeds 0 1 2), each into its own "
+        "sub-directory, and report mean ± std over seeds (seeds.md / seeds.json)",
+    )
     p.add_argument(
         "--threads",
         type=int | None,
@@ -77,6 +88,26 @@ def common_run_parser(
         default={},
         help="extra lightning.Trainer arguments, e.g. {accelerator: gpu, devices: 2, strategy: ddp}",
     )
+    p.add_argument(
+        "--logger",
+        type=Literal["csv", "tensorboard", "wandb", "none"],
+        default="csv",
+        help="Lightning logger of every model trained in the run, under <run dir>/logs/<request>/"
+        "<model>/ (tensorboard and wandb need their package installed)",
+    )
+    p.add_argument(
+        "--quiet",
+        action=ActionYesNo,
+        default=False,
+        help="print only the table: no progress display, no phase lines",
+    )
+    p.add_argument(
+        "--resume",
+        type=str | None,
+        default=None,
+        help="finish the interrupted run in this directory: its config and rows are read from "
+        "its report.json, the missing (or failed) rows are run and the report there completed",
+    )
     return p
 
 
@@ -88,16 +119,25 @@ def run_job(
 ) -> int:
     """Parse ``argv``, record the config, instantiate, run, print the summary and the run dir.
 
+    With ``--seeds`` the experiment runs once per seed (each into its own run directory under a
+    parent one) and the mean ± std over seeds of every (request, method, metric) is printed and
+    written beside them (``seeds.md``, ``seeds.json``).
+
     Args:
         parser: a :func:`common_run_parser` with ``--data``, ``--forget`` and ``--methods``.
         argv: the words after ``run``.
-        run: ``run(init, methods, seed=, output=, name=, cache_dir=, trainer=, config=)`` runs
-            the experiment of the instantiated config ``init`` and returns its result (with
-            ``rows`` and ``run_dir``).
+        run: ``run(init, methods, seed=, output=, name=, cache_dir=, trainer=, config=,
+            progress=, logger=, resume=)`` runs the experiment of the instantiated config
+            ``init`` and returns its result (with ``rows``, ``run_dir`` and ``failed``).
         summary: the text printed for a result.
 
     Returns:
-        0 (a bad command line exits through ``parser.error``).
+        0, or 1 when a method failed (its row in the report says why; a bad command line exits
+        through ``parser.error``).
+
+    Raises:
+        ValueError: ``--resume`` with ``--seeds``, a logger whose package is not installed, or
+            what the run rejects.
     """
     import yaml
 
@@ -109,25 +149,182 @@ def run_job(
     from unlearnkit.module import check_trainer_arguments
 
     check_trainer_arguments(cfg.trainer)  # a missing GPU: one line, before any work
+    if cfg.resume is not None and cfg.seeds:
+        raise ValueError("--resume finishes one run: resume each seed's run directory on its own")
     config = yaml.safe_load(parser.dump(cfg, skip_none=False, format="yaml"))
+    config.pop("resume", None)
     init = parser.instantiate(cfg)
     if init.threads is not None:
         _set_threads(init.threads)
-    result = run(
-        init,
-        init.methods,
-        seed=init.seed,
-        output=init.output,
-        name=init.name,
-        cache_dir=init.cache_dir,
-        trainer={"enable_progress_bar": sys.stderr.isatty(), **(init.trainer or {})},
-        config=config,
-    )
+    trainer = dict(init.trainer or {})
+    from unlearnkit.runs import check_logger
+
+    check_logger(init.logger)  # a logger that is not installed fails before any work
+    if isinstance(trainer.get("logger"), str):
+        check_logger(trainer["logger"])
+    if init.quiet:
+        trainer.setdefault("enable_progress_bar", False)
+    common = {
+        "cache_dir": init.cache_dir,
+        "trainer": trainer,
+        "progress": "quiet" if init.quiet else "auto",
+        "logger": init.logger,
+    }
+    with _quiet_logging(init.quiet):
+        if init.seeds:
+            return _run_seeds(init, run, summary, config=config, **common)
+        result = run(
+            init,
+            init.methods,
+            seed=init.seed,
+            output=init.output,
+            name=init.name,
+            config=config,
+            resume=init.resume,
+            **common,
+        )
     if result.run_dir is None:  # a DDP rank other than 0: rank 0 prints and reports
         return 0
     print(summary(result))
-    print(f"report written to {result.run_dir}")
-    return 0
+    if not init.quiet:
+        print(f"report written to {result.run_dir}")
+    return _failures(result.failed)
+
+
+def _failures(failed: list[str]) -> int:
+    if not failed:
+        return 0
+    print(f"{len(failed)} method(s) failed (rows marked failed in the report):", file=sys.stderr)
+    for line in failed:
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def _quiet_logging(quiet: bool) -> Iterator[None]:
+    """With ``quiet``, unlearnkit's and Lightning's info lines are not shown (warnings are)."""
+    if not quiet:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("unlearnkit", "lightning", "lightning.pytorch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _run_seeds(
+    init: Any, run: Callable[..., Any], summary: Callable[[Any], str], *, config: dict, **common
+) -> int:
+    """``--seeds``: one run per seed under one parent run directory, then mean ± std."""
+    import json
+
+    from unlearnkit.atomic import atomic_write_bytes
+    from unlearnkit.evaluation.aggregate import aggregate, format_aggregate_table
+    from unlearnkit.evaluation.report import REPORT_COLUMNS, new_run_dir
+    from unlearnkit.runs import is_global_zero, with_params
+
+    parent = new_run_dir(Path(init.output), init.name) if is_global_zero() else Path(init.output)
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    results = []
+    for seed in init.seeds:
+        methods = [with_params(m, seed=seed) for m in init.methods]
+        result = run(
+            init,
+            methods,
+            seed=seed,
+            output=parent,
+            name=f"seed{seed}",
+            config={**config, "seed": seed, "seeds": list(init.seeds)},
+            **common,
+        )
+        results.append(result)
+        rows += [{**row, "seed": seed} for row in result.rows]
+        failed += [f"seed {seed}: {line}" for line in result.failed]
+    if results[-1].run_dir is None:  # a DDP rank other than 0
+        return 0
+    stats = aggregate(rows, group=("forget", "method"))
+    keys = list(dict.fromkeys(k for metrics in stats.values() for k in metrics))
+    columns = [c for c in REPORT_COLUMNS if c in keys]
+    table = format_aggregate_table(stats, columns)
+    header = f"Mean ± std over seeds {', '.join(map(str, init.seeds))} (sample std)."
+    atomic_write_bytes(parent / "seeds.md", f"# {header}\n\n{table}".encode())
+    document = {
+        "seeds": list(init.seeds),
+        "runs": {str(s): str(r.run_dir) for s, r in zip(init.seeds, results, strict=True)},
+        "aggregate": [
+            {
+                "forget": key[0],
+                "method": key[1],
+                "metric": metric,
+                "mean": agg.mean,
+                "std": agg.std,
+                "n": agg.n,
+                "per_seed": agg.values,
+            }
+            for key, metrics in stats.items()
+            for metric, agg in metrics.items()
+        ],
+        "config": config,
+    }
+    text = json.dumps(document, indent=2, default=str, allow_nan=False) + "\n"
+    atomic_write_bytes(parent / "seeds.json", text.encode())
+    print(header)
+    print(table)
+    if not init.quiet:
+        print(f"per-seed reports in {parent}")
+    return _failures(failed)
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """``argv`` with the config recorded in ``--resume DIR``'s ``report.json`` put first (the
+    other words of ``argv`` override it); ``argv`` itself without ``--resume``.
+
+    Raises:
+        FileNotFoundError: ``DIR`` has no ``report.json``.
+        ValueError: the report is not readable or records no config.
+    """
+    import yaml
+
+    run_dir = _resume_dir(argv)
+    if run_dir is None:
+        return argv
+    config = _recorded_config(Path(run_dir))
+    for key in ("output", "name", "resume", "seeds", "quiet"):  # how, not what, to run
+        config.pop(key, None)
+    return ["--config", yaml.safe_dump(config), *argv]
+
+
+def _resume_dir(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--resume" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--resume="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _recorded_config(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    path = run_dir / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} has no report.json; --resume needs the directory of an earlier "
+            "`unlearnkit run` that wrote at least one row"
+        )
+    try:
+        config = json.loads(path.read_text())["config"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a readable report ({type(err).__name__}: {err})") from None
+    if not isinstance(config, dict) or not config.get("data"):
+        raise ValueError(f"{path} records no run config; it cannot be resumed")
+    return config
 
 
 def _set_threads(threads: int) -> None:
@@ -212,6 +409,11 @@ def data_class_path(argv: list[str]) -> str | None:
     import yaml
 
     found = None
+    run_dir = _resume_dir(argv)
+    if run_dir is not None and (Path(run_dir) / "report.json").is_file():
+        data = _recorded_config(Path(run_dir)).get("data")
+        if isinstance(data, dict) and data.get("class_path"):
+            found = str(data["class_path"])
     for i, arg in enumerate(argv):
         value = argv[i + 1] if i + 1 < len(argv) else None
         if arg in ("-c", "--config") and value:

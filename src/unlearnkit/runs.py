@@ -7,7 +7,18 @@ evaluates every model against θ_r. :class:`ExperimentBase` holds that loop;
 :class:`unlearnkit.recsys.experiment.RecExperiment` (ranking) fill in how a model is built, keyed,
 trained and scored. :func:`run_requests` is the run-directory lifecycle around it: every request
 is resolved and the run directory claimed before anything is trained, an empty run directory is
-removed again on failure, and the report is written at the end.
+removed again on failure, and the report is rewritten after each method (so an interrupted run
+keeps every row already computed; ``resume=`` finishes it).
+
+What a run directory holds besides the report:
+
+* ``logs/<request>/<model>/``: the Lightning logger's series of every model trained in this run
+  (CSV by default: ``metrics.csv`` with ``unlearn/loss`` per step; TensorBoard or W&B on
+  request). A model loaded from the cache was not trained in this run and has no series.
+* ``models/<request>/original.pt``, ``retrained.pt`` (links to the cache entries' ``model.pt``,
+  a copy where links fail) and ``<method>.pt`` (:func:`~unlearnkit.checkpoint.save_checkpoint`
+  files): load any of them with :func:`~unlearnkit.checkpoint.load_checkpoint`.
+* ``forget_sets/<request>.json``: the exact forget indices.
 
 Nothing here imports ``unlearnkit.vision`` or ``unlearnkit.recsys``: they depend on this module.
 """
@@ -18,7 +29,10 @@ import copy
 import functools
 import hashlib
 import inspect
+import json
 import logging
+import os
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -35,14 +49,18 @@ from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.evaluation.metrics import speedup
 from unlearnkit.module import default_trainer, fit_method
+from unlearnkit.progress import Phases
 from unlearnkit.reinit import reinitialize
 
 __all__ = [
     "ExperimentBase",
     "ExperimentResult",
+    "LOGGERS",
     "RequestResult",
     "TrainScheduleBase",
+    "check_logger",
     "is_global_zero",
+    "make_logger",
     "report_name",
     "run_requests",
     "with_params",
@@ -54,12 +72,85 @@ log = logging.getLogger(__name__)
 RequestResult = tuple[ForgetSpec, list[dict[str, Any]], dict[str, Any]]
 
 
+#: The ``logger`` choices of a run (``"none"``: no logger).
+LOGGERS = ("csv", "tensorboard", "wandb", "none")
+#: The package each logger needs, and how to install it.
+_LOGGER_PACKAGES = {
+    "tensorboard": (("tensorboard", "tensorboardX"), "pip install tensorboard"),
+    "wandb": (("wandb",), "pip install wandb"),
+}
+
+
 @dataclass
 class ExperimentResult:
-    """What an experiment run produced: the report's rows and where it was written."""
+    """What an experiment run produced.
+
+    Attributes:
+        rows: the report's rows, request by request (a failed method's row has
+            ``status: "failed"`` and its one-line ``error``).
+        run_dir: where the report was written (``None`` when nothing was written).
+        failed: ``"<request>: <method>: <error>"`` for each method that failed.
+    """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
+    failed: list[str] = field(default_factory=list)
+
+
+def check_logger(kind: str) -> None:
+    """Check that the logger ``kind`` can be used here, before anything is trained.
+
+    Args:
+        kind: one of :data:`LOGGERS`.
+
+    Raises:
+        ValueError: an unknown kind, or its package is not installed (the message says how to
+            install it).
+    """
+    import importlib.util
+
+    if kind not in LOGGERS:
+        raise ValueError(f"logger must be one of {', '.join(LOGGERS)}, got {kind!r}")
+    modules, install = _LOGGER_PACKAGES.get(kind, ((), ""))
+    if modules and not any(importlib.util.find_spec(m) for m in modules):
+        raise ValueError(f"logger {kind!r} needs the {modules[0]} package: {install}")
+
+
+def make_logger(kind: str, save_dir: Path, request: str, model: str) -> Any:
+    """A Lightning logger writing the series of ``model`` under ``save_dir/request/model``.
+
+    Args:
+        kind: one of :data:`LOGGERS`.
+        save_dir: the run's ``logs`` directory.
+        request: the forget request's directory name.
+        model: the model's name (``original``, ``retrained``, a method's row name).
+
+    Returns:
+        A ``CSVLogger`` (``metrics.csv``), ``TensorBoardLogger``, ``WandbLogger`` (project
+        ``unlearnkit``, the run named ``<run dir>/<request>/<model>``; W&B's own settings, e.g.
+        ``WANDB_MODE=offline``, decide where it goes), or ``False`` for ``"none"``.
+
+    Raises:
+        ValueError: see :func:`check_logger`.
+    """
+    check_logger(kind)
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir, name=request, version=model)
+    if kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(save_dir, name=request, version=model)
+    from lightning.pytorch.loggers import WandbLogger
+
+    return WandbLogger(
+        save_dir=str(save_dir),
+        project="unlearnkit",
+        name=f"{save_dir.parent.name}/{request}/{model}",
+    )
 
 
 class TrainScheduleBase:
@@ -202,6 +293,14 @@ class ExperimentBase(ABC):
     ) -> None:
         self.data, self.training, self.seed = data, training, seed
         self.cache, self.trainer_kwargs, self.evaluator = cache, trainer, evaluator
+        #: How the phases are shown (set by :func:`run_requests`; quiet by default).
+        self.phases = Phases("quiet")
+        #: The run directory: loggers and model files go there (``None``: nothing written).
+        self.run_dir: Path | None = None
+        #: The logger kind of each fit (:data:`LOGGERS`), used when :attr:`run_dir` is set.
+        self.logger = "csv"
+        self._request = "request"  # the current request's directory name
+        self._request_label = ""
 
     # -- hooks --------------------------------------------------------------------------------
     @abstractmethod
@@ -268,8 +367,56 @@ class ExperimentBase(ABC):
             **extra,
         }
 
-    def _trainer(self, epochs: int) -> L.Trainer:
-        return default_trainer(epochs, **self.trainer_kwargs)
+    def _trainer(self, epochs: int, model: str = "model", label: str | None = None) -> L.Trainer:
+        """The Trainer of one fit: the run's logger series ``logs/<request>/<model>`` and a
+        progress bar labelled with the phase (unless the ``trainer`` arguments set their own)."""
+        kwargs = dict(self.trainer_kwargs)
+        kind = kwargs.pop("logger") if isinstance(kwargs.get("logger"), str) else self.logger
+        if self.run_dir is not None and "logger" not in kwargs and kind != "none":
+            logs, version, k = self.run_dir / "logs", model, 2
+            while (logs / self._request / version).exists():  # a resumed run: keep the old series
+                version, k = f"{model}-{k}", k + 1
+            kwargs["logger"] = make_logger(kind, logs, self._request, version)
+            kwargs.setdefault("log_every_n_steps", 1)
+        kwargs.setdefault("enable_progress_bar", self.phases.live)
+        if kwargs["enable_progress_bar"] and "callbacks" not in kwargs:
+            from unlearnkit.progress import phase_progress_bar
+
+            kwargs["callbacks"] = [phase_progress_bar(label or f"{self._request_label}: {model}")]
+        return default_trainer(epochs, **kwargs)
+
+    def _link_model(self, name: str, key: dict[str, Any]) -> None:
+        """``models/<request>/<name>.pt`` → the cache entry's ``model.pt`` (a copy where the
+        file system has no links); an existing file is left as it is."""
+        if self.run_dir is None:
+            return
+        from unlearnkit.cache import MODEL_FILE
+
+        target = (self.cache.entry(key) / MODEL_FILE).resolve()
+        link = self.run_dir / "models" / self._request / f"{name}.pt"
+        if link.exists() or link.is_symlink() or not target.is_file():
+            return
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.symlink(target, link)
+        except OSError:
+            shutil.copyfile(target, link)
+
+    def _save_model(self, name: str, model: nn.Module, method: Unlearner) -> None:
+        """``models/<request>/<name>.pt``: the unlearned model (never over an existing file)."""
+        if self.run_dir is None:
+            return
+        from unlearnkit.checkpoint import save_checkpoint
+
+        path = self.run_dir / "models" / self._request / f"{_slug(name)}.pt"
+        if path.exists():
+            log.warning("%s exists; the %s model is not saved again", path, name)
+            return
+        save_checkpoint(
+            model,
+            path,
+            meta={"request": self._request_label, "method": name, "params": method.get_params()},
+        )
 
     def _cached(
         self,
@@ -282,15 +429,20 @@ class ExperimentBase(ABC):
     ) -> tuple[nn.Module, float, bool]:
         model = reinitialize(self._build(init_seed), seed=init_seed)  # the model's own init
         self._bind_data(model, kind)
+        label = kind if kind == "original" else f"{self._request_label}: {kind}"
 
         def train(m: nn.Module) -> None:
             method = self.training.method(seed=self.seed, from_scratch=from_scratch)
-            self._fit(method, m, {"retain": loader()}, self._trainer(method.epochs))
+            trainer = self._trainer(method.epochs, kind, label=f"{label} (training)")
+            with self.phases.phase(f"{label}: training ({method.epochs} epochs)", fit=True):
+                self._fit(method, m, {"retain": loader()}, trainer)
 
-        seconds, hit = self.cache.get_or_train(
-            model, self._key(kind, model, **key), train, what=kind
-        )
+        cache_key = self._key(kind, model, **key)
+        seconds, hit = self.cache.get_or_train(model, cache_key, train, what=kind)
+        if hit:
+            self.phases.note(f"{label}: loaded from the cache (not trained in this run: no log)")
         self._bind_data(model, kind)
+        self._link_model(kind, cache_key)
         return model.eval(), seconds, hit
 
     def original(self) -> tuple[nn.Module, float, bool]:
@@ -328,10 +480,16 @@ class ExperimentBase(ABC):
             return (ref, ref_metrics), (out, self._score(out, ref, ref_metrics))
 
         if not self.evaluation_types:
-            return evaluate()
+            with self.phases.phase(f"{self._request_label}: evaluating original and retrained"):
+                return evaluate()
+
+        def timed() -> Any:
+            with self.phases.phase(f"{self._request_label}: evaluating original and retrained"):
+                return evaluate()
+
         result, _ = self.cache.get_or_evaluate(
             self._evaluation_key(original, retrained),
-            evaluate,
+            timed,
             allowed=self.evaluation_types,
             what="original and retrained",
         )
@@ -379,28 +537,55 @@ class ExperimentBase(ABC):
         )
         self.data.set_split(split)
 
-    def unlearn(self, method: Unlearner, original: nn.Module) -> tuple[nn.Module, float]:
-        """Apply ``method`` to a copy of θ_o; returns ``(θ_u, seconds)``."""
+    def unlearn(
+        self, method: Unlearner, original: nn.Module, name: str | None = None
+    ) -> tuple[nn.Module, float]:
+        """Apply ``method`` to a copy of θ_o; returns ``(θ_u, seconds)``.
+
+        Args:
+            method: the method.
+            original: θ_o (left as is).
+            name: the method's row name (its logger series and progress label).
+        """
+        name = name or type(method).__name__
         model = copy.deepcopy(original)
-        start = time.perf_counter()
-        trainer = self._trainer(method.epochs) if method.iterative else None
-        method.unlearn_from(model, self.data, trainer=trainer)
-        return model.eval(), time.perf_counter() - start
+        iterative = method.iterative
+        # the Trainer is built before the clock starts: setting up a logger is not unlearning
+        trainer = self._trainer(method.epochs, _slug(name)) if iterative else None
+        with self.phases.phase(f"{self._request_label}: {name}", fit=bool(iterative)):
+            start = time.perf_counter()
+            method.unlearn_from(model, self.data, trainer=trainer)
+            seconds = time.perf_counter() - start
+        return model.eval(), seconds
 
     def evaluate_request(
-        self, spec: ForgetSpec, methods: Sequence[Unlearner]
+        self,
+        spec: ForgetSpec,
+        methods: Sequence[Unlearner],
+        *,
+        done: Mapping[str, dict[str, Any]] | None = None,
+        on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """All rows (retrain, original, each method) for one request, and the raw outputs.
+
+        A method that raises (anything but ``KeyboardInterrupt``) while unlearning or being
+        evaluated gets the row ``{"method", "forget", "status": "failed", "error", "metrics": {},
+        "params"}`` with the one-line error, and the next method runs.
 
         Args:
             spec: the forget request.
             methods: the methods (instances of :attr:`reference_method` are skipped).
+            done: rows already computed (by row name) in an earlier, interrupted run: kept as
+                they are, the methods not run again.
+            on_rows: called with the rows so far after each method (to rewrite the report).
 
         Returns:
             ``(rows, outputs)``; ``outputs`` maps row names to raw outputs when
             :attr:`keep_outputs`, else it is empty.
         """
+        done = done or {}
         self.data.set_forget(spec)
+        self._request, self._request_label = _slug(spec.label), spec.label
         original, t_orig, hit_o = self.original()
         if spec.needs_model:
             self._select(spec, original)
@@ -428,19 +613,52 @@ class ExperimentBase(ABC):
             if type(method) is self.reference_method:  # the reference row already is θ_r
                 continue
             name = report_name(method, taken)
+            if name in done:
+                rows.append(done[name])
+                continue
             log.info("unlearning %s with %s", spec.label, name)
-            model, seconds = self.unlearn(method, original)
-            out = collect(model)
-            keep(name, out)
-            metrics = self._score(out, ref, ref_metrics)
-            metrics.update({"time/unlearn_s": seconds, "time/speedup": speedup(t_ret, seconds)})
-            metrics.update(self._extra_metrics(name, original, method))
-            rows.append(self._row(name, spec, metrics, out, params=method.get_params()))
+            try:
+                model, seconds = self.unlearn(method, original, name)
+                with self.phases.phase(f"{spec.label}: evaluating {name}"):
+                    out = collect(model)
+                    metrics = self._score(out, ref, ref_metrics)
+                    metrics.update(
+                        {"time/unlearn_s": seconds, "time/speedup": speedup(t_ret, seconds)}
+                    )
+                    metrics.update(self._extra_metrics(name, original, method))
+                    row = self._row(name, spec, metrics, out, params=method.get_params())
+            except Exception as err:  # noqa: BLE001 - recorded in the report, the run goes on
+                error = f"{type(err).__name__}: {err}".splitlines()[0]
+                log.error("%s: %s failed: %s", spec.label, name, error)
+                rows.append(_failed_row(name, spec, method, error))
+            else:
+                keep(name, out)
+                self._save_model(name, model, method)
+                rows.append(row)
+            if on_rows is not None:
+                on_rows(rows)
         return rows, outputs
 
 
 def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("_") or "request"
+    from unlearnkit.evaluation.report import file_slug  # the one slug rule of run files
+
+    return file_slug(label)
+
+
+def _failed_row(name: str, spec: ForgetSpec, method: Unlearner, error: str) -> dict[str, Any]:
+    try:
+        params = method.get_params()
+    except Exception:  # noqa: BLE001 - the row records the failure, not a second one
+        params = {}
+    return {
+        "method": name,
+        "forget": spec.label,
+        "status": "failed",
+        "error": error,
+        "metrics": {},
+        "params": params,
+    }
 
 
 def run_requests(
@@ -453,14 +671,19 @@ def run_requests(
     write: bool,
     config: dict[str, Any] | None,
     example: str,
+    progress: str = "auto",
+    logger: str = "csv",
+    resume: str | Path | None = None,
 ) -> ExperimentResult:
     """Run every request of ``forget`` through ``exp``, in a new run directory when ``write``.
 
-    Bad input fails before anything is trained or written: the requests are resolved and
-    :meth:`ExperimentBase.validate` is called first, then the run directory is claimed (a bad
-    name or output fails here), then the models are trained. A failure leaves no empty run
-    directory behind. At the end the experiment's files and ``report.json`` / ``report.md`` /
-    plots are written.
+    Bad input fails before anything is trained or written: the requests are resolved,
+    :meth:`ExperimentBase.validate` is called and the logger checked first, then the run
+    directory is claimed (a bad name or output fails here), then the models are trained. The
+    report (``report.json`` / ``report.md`` / plots) is rewritten after each method, so an
+    interrupted run keeps every row computed so far; a failure before the first row leaves no
+    empty run directory behind. At the end the experiment's files are written and the report
+    once more, with every plot.
 
     Args:
         exp: the experiment.
@@ -471,39 +694,141 @@ def run_requests(
         write: write the run directory at all (on rank 0 only, under a DDP strategy).
         config: the config recorded in ``report.json``.
         example: an example request for the "no forget request" message.
+        progress: how the phases are shown (:class:`~unlearnkit.progress.Phases` mode:
+            ``"auto"``, ``"rich"``, ``"plain"``, ``"quiet"``).
+        logger: the Lightning logger of each trained model (:data:`LOGGERS`), writing under
+            ``<run dir>/logs/<request>/<model>/``.
+        resume: the directory of an interrupted run: its ``report.json`` rows are kept, the
+            (request, method) rows it lacks (or that failed) are run, and the report is
+            rewritten there (``output`` and ``name`` are then not used).
 
     Returns:
-        The rows (request by request) and the run directory (``None`` unless ``write``).
+        The rows (request by request), the run directory (``None`` unless ``write``) and the
+        failed methods.
 
     Raises:
-        ValueError: no request, a bad request, or what :meth:`ExperimentBase.validate` rejects.
+        ValueError: no request, a bad request, what :meth:`ExperimentBase.validate` rejects, an
+            unusable logger, or a ``resume`` directory without a readable report.
+        FileNotFoundError: ``resume`` has no ``report.json``.
     """
     if not forget:
         raise ValueError(f"no forget request given; add at least one, e.g. {example}")
     for spec in forget:  # resolve every request up front: bad input fails before any training
         exp.data.set_forget(spec)
     exp.validate(methods)
+    check_logger(logger)
+    previous = _previous_rows(Path(resume)) if resume is not None else []
     run_dir = None
     # claim the run directory first (a bad config must not leave half a report); under DDP only
     # rank 0 writes it, the other ranks train and evaluate alongside
     if write and is_global_zero():
         from unlearnkit.evaluation.report import new_run_dir
 
-        run_dir = new_run_dir(Path(output), name)
+        run_dir = Path(resume) if resume is not None else new_run_dir(Path(output), name)
+    exp.phases, exp.logger, exp.run_dir = Phases(progress), logger, run_dir  # type: ignore[arg-type]
     requests: list[RequestResult] = []
+    finished: list[dict[str, Any]] = []  # rows of the requests done so far
+
+    before = set(run_dir.iterdir()) if run_dir is not None else set()
+    interim: set[Path] = set()  # files of the rewrites before the end (e.g. one request's plots)
+
+    def report(rows: list[dict[str, Any]], *, final: bool = False) -> None:
+        if run_dir is None:
+            return
+        written = _rewrite_report(run_dir, config or {}, rows, final=final)
+        if not final:
+            interim.update(written)
+            return
+        for path in interim - set(written) - before:  # named for fewer requests: stale now
+            path.unlink(missing_ok=True)
+
     try:
         for spec in forget:
-            requests.append((spec, *exp.evaluate_request(spec, methods)))
+            done = {
+                row["method"]: row
+                for row in previous
+                if row.get("forget") == spec.label and row.get("status") != "failed"
+            }
+            if done and _all_done(exp, methods, done):
+                exp.phases.note(f"{spec.label}: every row is in the report already")
+                finished.extend(_ordered(exp, methods, done))
+                continue
+            # after the last method of the last request the final report follows at once
+            final_rows = 2 + len(_method_names(exp, methods)) if spec is forget[-1] else -1
+
+            def after_method(
+                rows: list[dict[str, Any]], before: tuple = tuple(finished), skip: int = final_rows
+            ) -> None:
+                if len(rows) != skip:
+                    report([*before, *rows])
+
+            rows, outputs = exp.evaluate_request(spec, methods, done=done, on_rows=after_method)
+            requests.append((spec, rows, outputs))
+            finished.extend(rows)
             if run_dir is not None:  # the exact indices, to repeat the run or publish them
                 exp.data.split.save(run_dir / "forget_sets" / f"{_slug(spec.label)}.json")
     except BaseException:
-        if run_dir is not None and not any(run_dir.iterdir()):
+        if run_dir is not None and resume is None and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
-    rows = [row for _, request_rows, _ in requests for row in request_rows]
     if run_dir is not None:
-        from unlearnkit.evaluation.report import write_report
-
         exp.write_files(run_dir, requests)
-        write_report(run_dir, config or {}, rows)
-    return ExperimentResult(rows=rows, run_dir=run_dir)
+        report(finished, final=True)
+    failed = [
+        f"{row['forget']}: {row['method']}: {row['error']}"
+        for row in finished
+        if row.get("status") == "failed"
+    ]
+    return ExperimentResult(rows=finished, run_dir=run_dir, failed=failed)
+
+
+def _method_names(exp: ExperimentBase, methods: Sequence[Unlearner]) -> list[str]:
+    taken = {"retrain", "original"}
+    return [report_name(m, taken) for m in methods if type(m) is not exp.reference_method]
+
+
+def _all_done(exp: ExperimentBase, methods: Sequence[Unlearner], done: Mapping[str, Any]) -> bool:
+    return all(n in done for n in ["retrain", "original", *_method_names(exp, methods)])
+
+
+def _ordered(
+    exp: ExperimentBase, methods: Sequence[Unlearner], done: Mapping[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    return [done[n] for n in ["retrain", "original", *_method_names(exp, methods)]]
+
+
+def _previous_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of an interrupted run's ``report.json``."""
+    for path in (run_dir / "report.json",):
+        if path.is_file():
+            try:
+                return list(json.loads(path.read_text())["rows"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(
+                    f"{path} is not a readable report ({type(err).__name__}: {err}); "
+                    "pass the directory of an earlier `unlearnkit run`"
+                ) from None
+    raise FileNotFoundError(
+        f"{run_dir} has no report.json; --resume needs the directory of an earlier "
+        "`unlearnkit run` that wrote at least one row"
+    )
+
+
+def _rewrite_report(
+    run_dir: Path, config: dict[str, Any], rows: list[dict[str, Any]], *, final: bool
+) -> set[Path]:
+    """Write the report of ``rows`` into ``run_dir``, replacing the one written before (every
+    file is replaced atomically, so an interruption leaves the previous complete report).
+
+    Before the end of the run (``final`` false) the per-sample MIA scores are left out (they are
+    only plotted), so a rewrite after each method stays cheap.
+
+    Returns:
+        The files written.
+    """
+    from unlearnkit.evaluation.report import write_report
+
+    if not final:
+        rows = [{k: v for k, v in row.items() if k != "mia_scores"} for row in rows]
+    written = write_report(run_dir, config, rows, update=True)
+    return {Path(p) for p in written.values()}

@@ -26,7 +26,7 @@ from unlearnkit.base import Unlearner
 from unlearnkit.cache import ModelCache
 from unlearnkit.data import ForgetSpec
 from unlearnkit.evaluation.report import file_slug
-from unlearnkit.jobs import common_run_parser, run_job
+from unlearnkit.jobs import common_run_parser, resume_argv, run_job
 from unlearnkit.recsys.data import RecDataModule
 from unlearnkit.recsys.methods import RecFineTune, RecRetrain
 from unlearnkit.recsys.models import DotProductRecommender, LightGCNRecommender, MFRecommender
@@ -291,6 +291,9 @@ def run_rec_experiment(
     evaluator: RecEvaluator | None = None,
     config: dict[str, Any] | None = None,
     write: bool = True,
+    progress: str = "auto",
+    logger: str = "csv",
+    resume: str | Path | None = None,
     num_threads: int | None = None,
 ) -> RecExperimentResult:
     """Run original → retrained → each method → ranking evaluation → report, per forget request.
@@ -309,6 +312,13 @@ def run_rec_experiment(
         evaluator: the :class:`~unlearnkit.recsys.module.RecEvaluator`.
         config: the config recorded in ``report.json``.
         write: write ``report.json`` / ``report.md`` / plots / forget edge files.
+        progress: how the phases are shown: ``"auto"`` (a live display on a terminal, else one
+            line per phase start and end on stderr), ``"rich"``, ``"plain"`` or ``"quiet"``.
+        logger: Lightning logger of every model trained in the run, under
+            ``<run dir>/logs/<request>/<model>/``: ``"csv"``, ``"tensorboard"``, ``"wandb"``
+            or ``"none"``.
+        resume: the directory of an interrupted run to finish (its rows are kept; the missing
+            or failed ones are run and the report there is rewritten).
         num_threads: ``torch.set_num_threads`` for the run (restored afterwards); on a busy
             2-core machine 1 thread avoids OpenMP contention in the sparse propagation.
 
@@ -344,10 +354,13 @@ def run_rec_experiment(
             write=write,
             config=config,
             example="{kind: user, fraction: 0.05}",
+            progress=progress,
+            logger=logger,
+            resume=resume,
         )
     finally:
         torch.set_num_threads(threads)
-    return RecExperimentResult(rows=result.rows, run_dir=result.run_dir)
+    return RecExperimentResult(rows=result.rows, run_dir=result.run_dir, failed=result.failed)
 
 
 # ------------------------------------------------------------------------------------------
@@ -459,4 +472,5 @@ def summary_renderables(rows: Sequence[dict[str, Any]]) -> list[Any]:
 
 def run_command(argv: list[str]) -> int:
     """Parse ``argv`` (the words after ``run``), run the recommender experiment, print the table."""
+    argv = resume_argv(argv)  # --resume DIR: the config recorded there comes first
     return run_job(run_parser(), argv, run_instantiated, lambda result: format_summary(result.rows))

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import platform
-import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from typing import Any
 
 import torch
 
+from unlearnkit.evaluation.aggregate import Aggregate, aggregate, format_mean_std
+from unlearnkit.evaluation.aggregate import to_display_units as _display
 from unlearnkit.evaluation.report import format_value, is_percent_metric, is_seconds_metric
 from unlearnkit.reproduce.tables import TableSpec
 
@@ -86,69 +87,12 @@ class ReproduceOptions:
     trainer: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Aggregate:
-    """Mean ± std over seeds of one (arch, row, metric); each seed's value is the mean over the
-    forget requests it ran.
-
-    Attributes:
-        mean: mean over seeds (metric units: fractions or seconds).
-        std: sample standard deviation over seeds (0 with one seed).
-        n: number of seeds.
-        values: the per-seed values.
-    """
-
-    mean: float
-    std: float
-    n: int
-    values: list[float]
-
-
 def _finite(value: Any) -> bool:
     return value is not None and isinstance(value, int | float) and math.isfinite(float(value))
 
 
-def aggregate(
-    rows: Sequence[Mapping[str, Any]], *, group: Sequence[str] = ("arch", "method")
-) -> dict[tuple[Any, ...], dict[str, Aggregate]]:
-    """Mean ± std over seeds of the per-seed mean over forget requests.
-
-    Args:
-        rows: report rows carrying ``arch``, ``seed``, ``forget``, ``method`` and ``metrics``.
-        group: the keys that define a cell besides the metric (add ``"forget"`` for a
-            per-request breakdown).
-
-    Returns:
-        ``{(arch, method[, forget]): {metric: Aggregate}}``; non-finite values are skipped.
-    """
-    per_seed: dict[tuple[Any, ...], dict[str, dict[int, list[float]]]] = {}
-    for row in rows:
-        key = tuple(row[g] for g in group)
-        cell = per_seed.setdefault(key, {})
-        for metric, value in row["metrics"].items():
-            if _finite(value):
-                cell.setdefault(metric, {}).setdefault(int(row["seed"]), []).append(float(value))
-    result: dict[tuple[Any, ...], dict[str, Aggregate]] = {}
-    for key, metrics in per_seed.items():
-        out = result.setdefault(key, {})
-        for metric, seeds in metrics.items():
-            values = [statistics.fmean(v) for _, v in sorted(seeds.items())]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            out[metric] = Aggregate(statistics.fmean(values), std, len(values), values)
-    return result
-
-
-def _display(metric: str, value: float) -> float:
-    """Metric units → display units (percent for fractions, seconds as is)."""
-    return 100.0 * value if is_percent_metric(metric) and not is_seconds_metric(metric) else value
-
-
 def _cell(metric: str, agg: Aggregate | None) -> str:
-    if agg is None:
-        return "—"
-    if agg.n == 1:
-        return format_value(metric, agg.mean)
-    return f"{format_value(metric, agg.mean)} ± {_display(metric, agg.std):.2f}"
+    return format_mean_std(metric, agg)
 
 
 def evaluate_checks(

@@ -21,7 +21,7 @@ from unlearnkit.evaluation.collect import Outputs
 from unlearnkit.evaluation.evaluator import Evaluator
 from unlearnkit.evaluation.metrics import per_class_accuracy
 from unlearnkit.evaluation.mia import mia_scores
-from unlearnkit.jobs import common_run_parser, default_experiment_path, run_job
+from unlearnkit.jobs import common_run_parser, default_experiment_path, resume_argv, run_job
 from unlearnkit.runs import (
     ExperimentBase,
     ExperimentResult,
@@ -148,6 +148,9 @@ def run_experiment(
     evaluator: Evaluator | None = None,
     config: dict[str, Any] | None = None,
     write: bool = True,
+    progress: str = "auto",
+    logger: str = "csv",
+    resume: str | Path | None = None,
 ) -> ExperimentResult:
     """Run original → retrained → each method → evaluation → report, for each forget request.
 
@@ -165,6 +168,13 @@ def run_experiment(
         evaluator: metrics (default :class:`Evaluator`).
         config: the config to record in ``report.json``.
         write: write ``report.json``/``report.md``/plots.
+        progress: how the phases are shown: ``"auto"`` (a live display on a terminal, else one
+            line per phase start and end on stderr), ``"rich"``, ``"plain"`` or ``"quiet"``.
+        logger: Lightning logger of every model trained in the run, under
+            ``<run dir>/logs/<request>/<model>/``: ``"csv"``, ``"tensorboard"``, ``"wandb"``
+            or ``"none"``.
+        resume: the directory of an interrupted run to finish (its rows are kept; the missing
+            or failed ones are run and the report there is rewritten).
 
     Returns:
         :class:`ExperimentResult` with the rows and the run directory.
@@ -192,6 +202,9 @@ def run_experiment(
         write=write,
         config=config,
         example="{kind: class, classes: [0]}",
+        progress=progress,
+        logger=logger,
+        resume=resume,
     )
 
 
@@ -287,8 +300,11 @@ def run_command(argv: list[str]) -> int:
 
     Without ``-c`` the embedded default experiment runs: it is the parser's default config, so
     ``--help`` shows its values as the defaults and options on the command line override them.
+    With ``--resume DIR`` the config recorded in ``DIR/report.json`` comes first (the other
+    words override it).
     """
     parser = run_parser()
+    argv = resume_argv(argv)  # --resume DIR: the config recorded there comes first
     if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
         parser.default_config_files = [str(default_experiment_path())]
     return run_job(parser, argv, run_instantiated, report_table)

@@ -590,6 +590,9 @@ class ExperimentBase(ABC):
         if spec.needs_model:
             self._select(spec, original)
         retrained, t_ret, hit_r = self.retrained()
+        # the speed-up's denominator: measured now, or stored with the cached θ_r (an earlier
+        # run, under that run's load) — every method row says which
+        retrain_time_from = "cache (an earlier run)" if hit_r else "this run"
         collect = self._collector()
         outputs: dict[str, Any] = {}
 
@@ -623,10 +626,21 @@ class ExperimentBase(ABC):
                     out = collect(model)
                     metrics = self._score(out, ref, ref_metrics)
                     metrics.update(
-                        {"time/unlearn_s": seconds, "time/speedup": speedup(t_ret, seconds)}
+                        {
+                            "time/unlearn_s": seconds,
+                            "time/speedup": speedup(t_ret, seconds),
+                            "params/changed": changed_fraction(original, model),
+                        }
                     )
                     metrics.update(self._extra_metrics(name, original, method))
-                    row = self._row(name, spec, metrics, out, params=method.get_params())
+                    row = self._row(
+                        name,
+                        spec,
+                        metrics,
+                        out,
+                        params=method.get_params(),
+                        retrain_time_from=retrain_time_from,
+                    )
             except Exception as err:  # noqa: BLE001 - recorded in the report, the run goes on
                 error = f"{type(err).__name__}: {err}".splitlines()[0]
                 log.error("%s: %s failed: %s", spec.label, name, error)
@@ -638,6 +652,27 @@ class ExperimentBase(ABC):
             if on_rows is not None:
                 on_rows(rows)
         return rows, outputs
+
+
+def changed_fraction(before: nn.Module, after: nn.Module) -> float:
+    """The share of the original's scalar parameters that the method changed.
+
+    Reported for every method (``params/changed``), so a one-shot method that changed nothing
+    (or everything) shows it.
+
+    Returns:
+        A fraction in ``[0, 1]`` (0 for a model without parameters).
+    """
+    total = changed = 0
+    now = dict(after.named_parameters())
+    for name, a in before.named_parameters():  # the original's parameters (adapters excluded)
+        b = now.get(name)
+        total += a.numel()
+        if b is None or b.shape != a.shape:
+            changed += a.numel()
+        else:
+            changed += int((a.detach().cpu() != b.detach().cpu()).sum())
+    return changed / total if total else 0.0
 
 
 def _slug(label: str) -> str:

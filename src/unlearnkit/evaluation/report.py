@@ -402,12 +402,24 @@ def _over_unlearning(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[
     return found
 
 
+#: The note of a request whose speed-ups divide by a retrain time read from the cache.
+CACHED_RETRAIN_NOTE = (
+    "speed-up = retrain time / method time, with the retrain time stored with the cached "
+    "retrained model (measured in an earlier run, under that run's load), not measured now"
+)
+
+
+def _speedup_note(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cached = any(str(r.get("retrain_time_from", "")).startswith("cache") for r in rows)
+    return [CACHED_RETRAIN_NOTE] if cached else []
+
+
 def _warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [
         f"> **Warning:** `{method}` over-unlearning: {'; '.join(reasons)} (more than "
         f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
         for method, reasons in _over_unlearning(rows)
-    ]
+    ] + [f"> **Note:** {note}." for note in _speedup_note(rows)]
 
 
 def plain_warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -417,13 +429,14 @@ def plain_warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         rows: the rows of one forget request, with a ``retrain`` row.
 
     Returns:
-        Lines like ``"Warning: RandomLabel over-unlearning: ..."``; empty without a retrain row.
+        Lines like ``"Warning: RandomLabel over-unlearning: ..."``, and a note when the
+        speed-ups divide by a retrain time read from the cache; empty without a retrain row.
     """
     return [
         f"Warning: {method} over-unlearning: {'; '.join(reasons)} (more than "
         f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
         for method, reasons in _over_unlearning(rows)
-    ]
+    ] + [f"Note: {note}." for note in _speedup_note(rows)]
 
 
 def _console_header(key: str) -> str:

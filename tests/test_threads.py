@@ -155,3 +155,14 @@ print(json.dumps([os.environ["OMP_WAIT_POLICY"], os.environ["MKL_NUM_THREADS"], 
 
 def test_cli_main_applies_policy() -> None:
     assert _run(CLI_HELP, OMP_NUM_THREADS="1") == ["PASSIVE", "1", 1]
+
+
+def test_lightning_subcommands_take_threads_out_of_argv():
+    from unlearnkit.cli import _lightning_threads
+
+    argv = ["fit", "-c", "a.yaml", "--threads", "1", "--model.checkpoint", "o.pt"]
+    assert _lightning_threads(argv) == (["fit", "-c", "a.yaml", "--model.checkpoint", "o.pt"], "1")
+    assert _lightning_threads(["test", "--threads=2"]) == (["test"], "2")
+    assert _lightning_threads(["run", "--threads", "1"]) == (["run", "--threads", "1"], None)
+    with pytest.raises(ValueError, match="--threads needs a number"):
+        _lightning_threads(["fit", "--threads"])

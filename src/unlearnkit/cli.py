@@ -319,6 +319,33 @@ def _dispatch(command: str, rest: list[str], argv: list[str]) -> int:
     return 0
 
 
+def _lightning_threads(argv: list[str]) -> tuple[list[str], int | None]:
+    """``--threads N`` of a LightningCLI subcommand (fit/validate/test/predict), which Lightning's
+    parser does not know: taken out of ``argv`` and returned. Other commands parse it themselves.
+
+    Raises:
+        ValueError: ``--threads`` without a value.
+    """
+    if not argv or argv[0] not in ("fit", "validate", "test", "predict"):
+        return argv, None
+    rest, threads = [], None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--threads" or arg.startswith("--threads="):
+            value = (
+                arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            )
+            if not value:
+                raise ValueError("--threads needs a number, e.g. --threads 1")
+            threads = value
+            i += 1 if "=" in arg else 2
+            continue
+        rest.append(arg)
+        i += 1
+    return rest, threads
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``unlearnkit`` console script.
 
@@ -327,13 +354,18 @@ def main(argv: list[str] | None = None) -> int:
         130 when interrupted (Ctrl-C: one line, no traceback; cached models stay valid, as the
         cache writes each entry atomically).
     """
-    from unlearnkit.threads import configure_threads
+    from unlearnkit.threads import configure_threads, parse_threads
 
-    configure_threads(None)  # before torch is imported: thread count and OpenMP wait policy
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv, threads = _lightning_threads(argv)
+        configure_threads(None if threads is None else parse_threads(threads, source="--threads"))
+    except ValueError as err:
+        print(f"unlearnkit: error: {err}", file=sys.stderr)
+        return 2
     _quiet_warnings()
     if os.getcwd() not in sys.path:  # `class_path: my_module.X` from the current directory,
         sys.path.insert(0, os.getcwd())  # as `python -m` allows
-    argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)

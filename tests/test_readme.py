@@ -59,10 +59,10 @@ RUN = [
     "unlearnkit run --print_config",
     "unlearnkit train --out original.pt",
     "unlearnkit fit -c configs/trainer/cpu.yaml -c configs/data/digits.yaml "
-    "-c configs/model/small_cnn.yaml -c configs/method/finetune.yaml "
-    "--model.checkpoint original.pt",
+    "-c configs/model/small_cnn.yaml -c configs/method/gradient_ascent.yaml "
+    "--trainer.max_epochs 5 --model.checkpoint original.pt",
     "unlearnkit test -c configs/trainer/cpu.yaml -c configs/data/digits.yaml "
-    "-c configs/model/small_cnn.yaml -c configs/method/finetune.yaml "
+    "-c configs/model/small_cnn.yaml -c configs/method/gradient_ascent.yaml "
     '--model.checkpoint "$(ls -d runs/*-fit | tail -1)/unlearned.pt"',
     "unlearnkit reproduce --list",
 ]

@@ -38,3 +38,32 @@ def test_a_speedup_against_a_cached_retrain_time_says_so():
     assert plain_warnings(_rows("this run")) == []
     assert plain_warnings(_rows("cache (an earlier run)")) == [f"Note: {CACHED_RETRAIN_NOTE}."]
     assert "measured in an earlier run" in CACHED_RETRAIN_NOTE
+
+
+def test_a_failed_row_shows_in_every_report_file(tmp_path):
+    import csv
+
+    from unlearnkit.evaluation.report import write_report
+
+    rows = _rows("this run") + [
+        {
+            "method": "Boom",
+            "forget": "class 0",
+            "metrics": {},
+            "status": "failed",
+            "error": "RuntimeError: boom",
+        }
+    ]
+    for row in rows:
+        row.setdefault("forget", "class 0")
+    write_report(tmp_path, {}, rows)
+    assert plain_warnings(rows) == ["Failed: Boom: RuntimeError: boom"]
+    table = list(csv.DictReader((tmp_path / "report.csv").open()))
+    assert [(r["method"], r["status"], r["error"]) for r in table][-1] == (
+        "Boom",
+        "failed",
+        "RuntimeError: boom",
+    )
+    assert table[0]["status"] == "ok"
+    for name in ("report.md", "report.html"):
+        assert "RuntimeError: boom" in (tmp_path / name).read_text(), name

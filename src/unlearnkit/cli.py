@@ -17,12 +17,16 @@ Every subcommand parses with jsonargparse and uses one flag style (``--cache_dir
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["COMMANDS", "main"]
@@ -224,6 +228,8 @@ def lightning_cli(args: list[str]) -> None:
     from unlearnkit.data import UnlearningDataModule
     from unlearnkit.module import UnlearningModule, check_trainer_arguments
 
+    created: list[Path] = []  # fit's run directory, once claimed
+
     class UnlearnKitCLI(LightningCLI):
         run_dir: Path | None = None
 
@@ -233,6 +239,7 @@ def lightning_cli(args: list[str]) -> None:
             if self.subcommand != "fit":
                 return
             self.run_dir = _fit_run_dir()
+            created.append(self.run_dir)
             os.environ[FIT_RUN_DIR_ENV] = str(self.run_dir)
             if os.environ.get("LOCAL_RANK", "0") == "0":
                 self._parser("fit").save(config, self.run_dir / "config.yaml")
@@ -288,8 +295,22 @@ def lightning_cli(args: list[str]) -> None:
             save_config_callback=None,  # fit writes config.yaml into its run directory itself
             seed_everything_default=0,
         )
+    except BaseException:
+        _set_aside_failed_fit(created)
+        raise
     finally:
         os.environ.pop(FIT_RUN_DIR_ENV, None)
+
+
+def _set_aside_failed_fit(created: list[Any]) -> None:
+    """A fit that failed or was interrupted keeps what it wrote (its config, Lightning's logs)
+    under ``<run dir>-failed``, so ``runs/*-fit`` names only fits that wrote ``unlearned.pt``."""
+    for run_dir in created:
+        if run_dir.is_dir() and not (run_dir / "unlearned.pt").exists():
+            target = run_dir.with_name(run_dir.name + "-failed")
+            if not target.exists() and os.environ.get("LOCAL_RANK", "0") == "0":
+                run_dir.rename(target)
+                print(f"fit did not finish: what it wrote is in {target}", file=sys.stderr)
 
 
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:
@@ -317,6 +338,30 @@ def _dispatch(command: str, rest: list[str], argv: list[str]) -> int:
         return reproduce_command(rest)
     lightning_cli(argv)
     return 0
+
+
+@contextlib.contextmanager
+def _sigint_noted() -> Iterator[Callable[[], bool]]:
+    """Note a Ctrl-C (SIGINT) while the body runs; yields ``interrupted()``.
+
+    Lightning catches the ``KeyboardInterrupt`` of a Ctrl-C during ``fit`` and exits with status 1;
+    with the note, :func:`main` still answers it as an interrupt (one line, status 130). The
+    previous handler is restored afterwards (and nothing is installed outside the main thread).
+    """
+    seen = {"sigint": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        seen["sigint"] = True
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: seen["sigint"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _lightning_threads(argv: list[str]) -> tuple[list[str], int | None]:
@@ -382,7 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unlearnkit: error: unknown command {command!r}; {hint}", file=sys.stderr)
         return 2
     try:
-        return _dispatch(command, argv[1:], argv)
+        with _sigint_noted() as interrupted:
+            try:
+                return _dispatch(command, argv[1:], argv)
+            except SystemExit as exit_:
+                # Lightning answers Ctrl-C during fit with a "graceful shutdown" and sys.exit(1)
+                if not interrupted():
+                    raise
+                raise KeyboardInterrupt from exit_
     except ERRORS as err:
         if os.environ.get("UNLEARNKIT_DEBUG"):
             raise

@@ -186,8 +186,7 @@ def run_job(
     if result.run_dir is None:  # a DDP rank other than 0: rank 0 prints and reports
         return 0
     print(summary(result))
-    if not init.quiet:
-        print(f"report written to {result.run_dir}")
+    print(f"report written to {result.run_dir}")  # --quiet too: where the result is
     return _failures(result.failed)
 
 
@@ -276,8 +275,7 @@ def _run_seeds(
     atomic_write_bytes(parent / "seeds.json", text.encode())
     print(header)
     print(table)
-    if not init.quiet:
-        print(f"per-seed reports in {parent}")
+    print(f"per-seed reports in {parent}")
     return _failures(failed)
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from unlearnkit.checkpoint import load_checkpoint
 from unlearnkit.streams import UnlearnBatch, split_batch, stream_name
+from unlearnkit.unlearner import Unlearner
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class UnlearningModule(L.LightningModule):
     def __init__(
         self,
         model: nn.Module,
-        method: Any,
+        method: Unlearner,
         evaluator: Any | None = None,
         checkpoint: str | None = None,
     ) -> None:

@@ -80,17 +80,19 @@ class Phases:
             return
         if self.mode == "plain":
             print(f"[unlearnkit] {label} ...", file=sys.stderr, flush=True)
-            ok = False
+            end = "FAILED"
             try:
                 yield
-                ok = True
+                end = "done"
+            except (KeyboardInterrupt, SystemExit):
+                end = "interrupted"  # Ctrl-C (Lightning turns it into SystemExit): not a failure
+                raise
             finally:
                 seconds = time.perf_counter() - start
-                end = "done" if ok else "FAILED"
                 print(f"[unlearnkit] {label}: {end} ({seconds:.1f} s)", file=sys.stderr, flush=True)
             return
         console = self._console()
-        ok = False
+        ok, mark = False, "[red]✗[/red]"
         try:
             if fit:
                 console.print(f"[bold]▶[/bold] {label}", highlight=False)
@@ -99,9 +101,12 @@ class Phases:
                 with self._spinner(console, label):
                     yield
             ok = True
+        except (KeyboardInterrupt, SystemExit):
+            mark = "[yellow]interrupted[/yellow]"
+            raise
         finally:
             seconds = time.perf_counter() - start
-            mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+            mark = "[green]✓[/green]" if ok else mark
             console.print(f"{mark} {label}  [dim]({seconds:.1f} s)[/dim]", highlight=False)
 
     @staticmethod

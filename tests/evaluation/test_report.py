@@ -287,9 +287,11 @@ def test_report_csv_has_every_row_and_metric(tmp_path: Path) -> None:
         ("FT", "class 0"),
         ("retrain", "random 10 % (seed 0)"),
     ]
-    assert list(read[0])[:8] == [
+    assert list(read[0])[:10] == [
         "method",
         "forget",
+        "status",
+        "error",
         "forget/acc",
         "retain/acc",
         "test/acc",

@@ -409,17 +409,28 @@ CACHED_RETRAIN_NOTE = (
 )
 
 
+def _failed(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(method, error)`` of the rows a failing method left (``status: failed``)."""
+    return [
+        (str(r["method"]), str(r.get("error", ""))) for r in rows if r.get("status") == "failed"
+    ]
+
+
 def _speedup_note(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     cached = any(str(r.get("retrain_time_from", "")).startswith("cache") for r in rows)
     return [CACHED_RETRAIN_NOTE] if cached else []
 
 
 def _warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    return [
-        f"> **Warning:** `{method}` over-unlearning: {'; '.join(reasons)} (more than "
-        f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
-        for method, reasons in _over_unlearning(rows)
-    ] + [f"> **Note:** {note}." for note in _speedup_note(rows)]
+    return (
+        [
+            f"> **Warning:** `{method}` over-unlearning: {'; '.join(reasons)} (more than "
+            f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
+            for method, reasons in _over_unlearning(rows)
+        ]
+        + [f"> **Failed:** `{m}`: {e}" for m, e in _failed(rows)]
+        + [f"> **Note:** {note}." for note in _speedup_note(rows)]
+    )
 
 
 def plain_warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -432,11 +443,15 @@ def plain_warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         Lines like ``"Warning: RandomLabel over-unlearning: ..."``, and a note when the
         speed-ups divide by a retrain time read from the cache; empty without a retrain row.
     """
-    return [
-        f"Warning: {method} over-unlearning: {'; '.join(reasons)} (more than "
-        f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
-        for method, reasons in _over_unlearning(rows)
-    ] + [f"Note: {note}." for note in _speedup_note(rows)]
+    return (
+        [
+            f"Warning: {method} over-unlearning: {'; '.join(reasons)} (more than "
+            f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
+            for method, reasons in _over_unlearning(rows)
+        ]
+        + [f"Failed: {m}: {e}" for m, e in _failed(rows)]
+        + [f"Note: {note}." for note in _speedup_note(rows)]
+    )
 
 
 def _console_header(key: str) -> str:
@@ -620,9 +635,14 @@ def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
         keys.update(dict.fromkeys(row["metrics"]))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "forget", *keys])
+    writer.writerow(["method", "forget", "status", "error", *keys])
     for row in rows:
-        cells = [row["method"], row.get("forget", "")]
+        cells = [
+            row["method"],
+            row.get("forget", ""),
+            row.get("status", "ok"),
+            row.get("error", ""),
+        ]
         for key in keys:
             value = _jsonable(row["metrics"].get(key), f"{row['method']}.{key}")
             cells.append("" if value is None else value)

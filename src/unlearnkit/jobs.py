@@ -274,9 +274,37 @@ def _run_seeds(
     text = json.dumps(document, indent=2, default=str, allow_nan=False) + "\n"
     atomic_write_bytes(parent / "seeds.json", text.encode())
     print(header)
-    print(table)
-    print(f"per-seed reports in {parent}")
+    print(_seeds_console(stats), end="")
+    print(f"per-seed reports in {parent} (seeds.md has every metric)")
     return _failures(failed)
+
+
+def _seeds_console(stats: dict[Any, dict[str, Any]]) -> str:
+    """The mean ± std tables as rich tables (one per request) that fit 100 columns."""
+    from unlearnkit.evaluation.report import (
+        CONSOLE_COLUMNS,
+        console_table,
+        format_value,
+        render_text,
+    )
+
+    def cell(key: str) -> Any:
+        return lambda agg: f"{format_value(key, agg.mean)} ± {format_value(key, agg.std)}"
+
+    requests: dict[str, list[dict[str, Any]]] = {}
+    for (forget, method), metrics in stats.items():
+        requests.setdefault(str(forget), []).append({"method": method, "metrics": metrics})
+    columns = [c for c in CONSOLE_COLUMNS if c not in ("forget/js_to_retrain", "time/speedup")]
+    tables = [
+        console_table(
+            rows,
+            columns,
+            title=f"Forget request: {forget}",
+            formatters={c: cell(c) for c in columns},
+        )
+        for forget, rows in requests.items()
+    ]
+    return render_text(*tables)
 
 
 def resume_argv(argv: list[str]) -> list[str]:

@@ -205,7 +205,7 @@ def test_seeds_report_mean_and_std_over_seeds(tmp_path, cache, capsys):
     assert cell["mean"] == pytest.approx((per_seed[0] + per_seed[1]) / 2)
     assert cell["std"] == pytest.approx(statistics.stdev(per_seed))
     assert cell["n"] == 2
-    assert "±" in out and "| class 0 | FineTune |" in out
+    assert "±" in out and " FineTune " in out and "Forget request: class 0" in out
     assert torch.tensor(per_seed).unique().numel() == 2  # two seeds, two models
 
 

@@ -16,6 +16,7 @@ from unlearnkit.evaluation.plots import (
     plot_per_class_accuracy,
 )
 from unlearnkit.evaluation.report import (
+    file_slug,
     format_markdown_table,
     format_value,
     new_run_dir,
@@ -100,9 +101,13 @@ def test_write_report_markdown_order_and_formatting(tmp_path: Path) -> None:
 
 def test_write_report_plots_are_valid_pngs(tmp_path: Path) -> None:
     paths = write_report(tmp_path, {"class_names": ["cat", "dog", "frog"]}, _rows())
-    assert {"forget_vs_test", "per_class_accuracy", "mia_scores"} <= set(paths)
-    assert paths["mia_scores"].name == "mia_scores.png"  # one grid for the request
-    for key in ("forget_vs_test", "per_class_accuracy", "mia_scores"):
+    slug = file_slug(_rows()[0].get("forget", ""))
+    names = {k: v.name for k, v in paths.items() if k.endswith("_" + slug)}
+    assert set(names) == {
+        f"{k}_{slug}" for k in ("forget_vs_test", "per_class_accuracy", "mia_scores")
+    }
+    assert names[f"mia_scores_{slug}"] == f"mia_scores_{slug}.png"  # one grid for the request
+    for key in names:
         data = paths[key].read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000, key
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

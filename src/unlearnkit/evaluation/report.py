@@ -700,10 +700,11 @@ def write_report(
     Markdown table per request (:func:`format_markdown_table`: retrain first, then original, then
     the given order; percent and seconds with 2 decimals), over-unlearning warnings, the plots
     and the config. ``report.html`` is the same as one self-contained page (plots embedded as
-    base64 PNG, no external resources). Plots per request: ``forget_vs_test.png`` (when rows
-    carry forget and test accuracy), ``per_class_accuracy.png`` and one grid ``mia_scores.png``
-    (when rows carry those extras, see the module docstring); with several requests each name
-    gets the suffix ``_<request slug>`` (:func:`file_slug`). All files are written atomically.
+    base64 PNG, no external resources). Plots per request: ``forget_vs_test_<slug>.png`` (when
+    rows carry forget and test accuracy), ``per_class_accuracy_<slug>.png`` and one grid
+    ``mia_scores_<slug>.png`` (when rows carry those extras, see the module docstring), where
+    ``<slug>`` is the request's :func:`file_slug` (always, so a report rewritten after each
+    method names its plots as the final one does). All files are written atomically.
 
     Args:
         run_dir: the run's directory (created if missing), e.g. from :func:`new_run_dir`.
@@ -714,8 +715,8 @@ def write_report(
 
     Returns:
         Paths written, keyed ``"json"``, ``"csv"``, ``"markdown"``, ``"html"``, and
-        ``"forget_vs_test"``, ``"per_class_accuracy"``, ``"mia_scores"`` (with the request
-        suffix when there are several requests) for the plots made.
+        ``"forget_vs_test_<slug>"``, ``"per_class_accuracy_<slug>"``, ``"mia_scores_<slug>"``
+        for the plots made.
 
     Raises:
         FileExistsError: ``run_dir`` already holds a ``report.json`` and ``update`` is false.
@@ -754,7 +755,7 @@ def write_report(
     page = [f"<h1>Unlearning report</h1>\n<p>{html.escape(intro).replace('`', '')}</p>"]
     groups = _request_groups(rows)
     for label, group in groups.items():
-        suffix = "" if len(groups) == 1 else "_" + file_slug(label)
+        suffix = "_" + file_slug(label)  # always: a partial report names plots as the final one
         if len(groups) > 1:
             markdown += ["", f"## Forget request `{label}`"]
             page.append(f"<h2>Forget request <code>{html.escape(label)}</code></h2>")

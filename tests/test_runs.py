@@ -67,3 +67,15 @@ def test_a_failed_row_shows_in_every_report_file(tmp_path):
     assert table[0]["status"] == "ok"
     for name in ("report.md", "report.html"):
         assert "RuntimeError: boom" in (tmp_path / name).read_text(), name
+
+
+def test_the_phase_progress_bar_shows_the_loss_not_the_logger_version(monkeypatch):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from unlearnkit.progress import phase_progress_bar
+
+    bar = phase_progress_bar("class 0: FineTune")
+    monkeypatch.setattr(
+        RichProgressBar, "get_metrics", lambda self, t, m: {"v_num": "inal", "unlearn/loss": 0.5}
+    )
+    assert bar.get_metrics(None, None) == {"loss": 0.5}

@@ -150,4 +150,11 @@ def phase_progress_bar(label: str) -> Any:
             of = f"/{total}" if total is not None and total > 0 else ""
             return f"{label}  epoch {current_epoch + 1}{of}"
 
+        def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)  # the logger's version: meaningless beside the phase label
+            if "unlearn/loss" in metrics:  # training the original/retrained model is no unlearning
+                metrics["loss"] = metrics.pop("unlearn/loss")
+            return metrics
+
     return PhaseProgressBar()

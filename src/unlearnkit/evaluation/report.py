@@ -421,37 +421,41 @@ def _speedup_note(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [CACHED_RETRAIN_NOTE] if cached else []
 
 
+def _notes(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """``(kind, method, rest)`` of one request's notes (over-unlearning, failed methods, a
+    speed-up against a cached retrain time); ``method + rest`` is the note's text."""
+    over = [
+        (
+            "Warning",
+            method,
+            f" over-unlearning: {'; '.join(reasons)} (more than "
+            f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model).",
+        )
+        for method, reasons in _over_unlearning(rows)
+    ]
+    failed = [("Failed", method, f": {error}") for method, error in _failed(rows)]
+    return over + failed + [("Note", "", f"{note}.") for note in _speedup_note(rows)]
+
+
 def _warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    return (
-        [
-            f"> **Warning:** `{method}` over-unlearning: {'; '.join(reasons)} (more than "
-            f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
-            for method, reasons in _over_unlearning(rows)
-        ]
-        + [f"> **Failed:** `{m}`: {e}" for m, e in _failed(rows)]
-        + [f"> **Note:** {note}." for note in _speedup_note(rows)]
-    )
+    return [
+        f"> **{kind}:** " + (f"`{method}`" if method else "") + rest
+        for kind, method, rest in _notes(rows)
+    ]
 
 
 def plain_warnings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One console line per over-unlearning method of one request (see :func:`write_report`).
+    """One console line per note of one request (see :func:`write_report`).
 
     Args:
-        rows: the rows of one forget request, with a ``retrain`` row.
+        rows: the rows of one forget request.
 
     Returns:
-        Lines like ``"Warning: RandomLabel over-unlearning: ..."``, and a note when the
-        speed-ups divide by a retrain time read from the cache; empty without a retrain row.
+        Lines like ``"Warning: RandomLabel over-unlearning: ..."`` (needs a ``retrain`` row),
+        ``"Failed: Boom: RuntimeError: boom"``, and a note when the speed-ups divide by a
+        retrain time read from the cache.
     """
-    return (
-        [
-            f"Warning: {method} over-unlearning: {'; '.join(reasons)} (more than "
-            f"{100 * OVER_UNLEARNING_TOLERANCE:g} points past the retrained model)."
-            for method, reasons in _over_unlearning(rows)
-        ]
-        + [f"Failed: {m}: {e}" for m, e in _failed(rows)]
-        + [f"Note: {note}." for note in _speedup_note(rows)]
-    )
+    return [f"{kind}: {method}{rest}" for kind, method, rest in _notes(rows)]
 
 
 def _console_header(key: str) -> str:

@@ -674,7 +674,11 @@ class SSD(Unlearner):
 
     def _union(self, forget: DataLoader, retain: DataLoader | None) -> Iterable:
         """D as ``ConcatDataset([D_r, D_f])`` (the reference's ``full_train_dl``), ordered."""
-        assert retain is not None  # check_inputs guarantees it (requires_retain)
+        if retain is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a retain set or a train set to compute I_D; pass "
+                "retain=<DataLoader over D_r> or train=<unshuffled DataLoader over D_train>"
+            )
         retain_ds, forget_ds = _without_augment(retain.dataset), _without_augment(forget.dataset)
         if self.order == "reference":
             union: Dataset = ConcatDataset([self._sorted(retain_ds), self._sorted(forget_ds)])

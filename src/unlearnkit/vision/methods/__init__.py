@@ -2,7 +2,17 @@
 
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
+from unlearnkit.vision.methods.l1_sparse import L1Sparse
 from unlearnkit.vision.methods.random_label import RandomLabel
 from unlearnkit.vision.methods.ssd import LFSSD, SSD
 
-__all__ = ["FineTune", "GradientAscent", "LFSSD", "NegGradPlus", "RandomLabel", "Retrain", "SSD"]
+__all__ = [
+    "FineTune",
+    "GradientAscent",
+    "L1Sparse",
+    "LFSSD",
+    "NegGradPlus",
+    "RandomLabel",
+    "Retrain",
+    "SSD",
+]

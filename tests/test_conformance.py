@@ -119,4 +119,8 @@ def test_hyperparameters_stored_as_given(name):
     for key, value in kwargs.items():
         assert getattr(method, key) == value, key
     if issubclass(cls, LossUnlearner):
-        assert set(declared_streams(method)) <= {"forget", "retain", "union"}
+        declared = declared_streams(method)
+        standard = {s for s in declared if isinstance(s, str)}
+        own = [s for s in declared if not isinstance(s, str)]  # method-defined Streams
+        assert standard <= {"forget", "retain", "union"}
+        assert all(s.name and set(s.parts) <= {"forget", "retain", "train"} for s in own)

@@ -179,9 +179,12 @@ class Stream(ABC):
 
     Attributes:
         name: the stream's name in batches and loader dicts.
+        parts: the standard streams it is built from (checked before :meth:`build`, with the
+            standard message when one is missing; ``requires_retain`` counts them).
     """
 
     name: str = ""
+    parts: tuple[str, ...] = ()
 
     @abstractmethod
     def build(self, method: Any, model: Any, source: StreamSource) -> Iterable[Any]:
@@ -224,7 +227,9 @@ def declared_streams(method: Any) -> tuple[str | Stream, ...]:
 def reads(method: Any, part: str) -> bool:
     """Whether ``method`` reads the standard set ``part``: ``retain`` is read by ``union`` too,
     and by ``train`` when no train loader is given (D_train is then D_r followed by D_f)."""
-    names = {stream_name(s) for s in getattr(method, "streams", ())}
+    declared = getattr(method, "streams", ())
+    names = {stream_name(s) for s in declared}
+    names |= {p for s in declared if isinstance(s, Stream) for p in s.parts}
     if part in ("forget", "retain") and "union" in names:
         return True
     if part == "retain" and "train" in names:
@@ -344,16 +349,21 @@ def open_streams(method: Any, model: Any, source: StreamSource) -> dict[str, Ite
         raise ValueError(f"{name}: the forget set is empty; pass a loader over at least one sample")
     out: dict[str, Iterable[Any]] = {}
     for stream in streams:
-        if isinstance(stream, Stream):
-            out[stream.name] = stream.build(method, model, source)
-            continue
-        parts = ("forget", "retain") if stream == "union" else (stream,)
+        parts = (
+            stream.parts
+            if isinstance(stream, Stream)
+            else ("forget", "retain")
+            if stream == "union"
+            else (stream,)
+        )
         loaders = {p: source.stream_loader(p) for p in parts}
         for part, loader in loaders.items():
             if loader is None or _is_empty(loader):
                 what = "retain set or a train" if part == "train" else part
                 raise ValueError(f"{name} needs a {what} set: {_HOW_TO_PASS[part]}")
-        if stream == "union":
+        if isinstance(stream, Stream):
+            out[stream.name] = stream.build(method, model, source)
+        elif stream == "union":
             out[stream] = union_loader(
                 loaders["forget"], loaders["retain"], seed=int(getattr(method, "seed", 0))
             )

@@ -1,5 +1,6 @@
 """Vision unlearning methods (one file per method). ``__all__`` is the method list."""
 
+from unlearnkit.vision.methods.bad_teacher import BadTeacher
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
@@ -7,6 +8,7 @@ from unlearnkit.vision.methods.random_label import RandomLabel
 from unlearnkit.vision.methods.ssd import LFSSD, SSD
 
 __all__ = [
+    "BadTeacher",
     "FineTune",
     "GradientAscent",
     "L1Sparse",

@@ -34,6 +34,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 __all__ = [
     "STANDARD_STREAMS",
     "Batch",
+    "Flagged",
     "UndeclaredStreamError",
     "LoaderSource",
     "Stream",
@@ -237,8 +238,9 @@ def reads(method: Any, part: str) -> bool:
     return part in names
 
 
-class _Flagged(Dataset):
-    """``dataset[i]`` with the attribute ``from_forget`` added: one part of D_f ∪ D_r, marked."""
+class Flagged(Dataset):
+    """``dataset[i]`` as ``(x, y, attrs)`` with the attribute ``from_forget`` set to ``flag``:
+    one part of D_f ∪ D_r, marked (for streams that mix or chain the two sets)."""
 
     def __init__(self, dataset: Dataset, flag: bool) -> None:
         self.dataset, self.flag = dataset, torch.tensor(flag)
@@ -260,7 +262,7 @@ def union_loader(forget: DataLoader, retain: DataLoader, *, seed: int) -> DataLo
 
     Shapes: ``x`` (B, ...), ``y`` (B,) int64, ``attrs["from_forget"]`` (B,) bool.
     """
-    union = ConcatDataset([_Flagged(forget.dataset, True), _Flagged(retain.dataset, False)])
+    union = ConcatDataset([Flagged(forget.dataset, True), Flagged(retain.dataset, False)])
     return DataLoader(
         union,
         batch_size=retain.batch_size,

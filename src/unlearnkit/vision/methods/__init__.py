@@ -5,6 +5,7 @@ from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
 from unlearnkit.vision.methods.random_label import RandomLabel
+from unlearnkit.vision.methods.scrub import SCRUB
 from unlearnkit.vision.methods.ssd import LFSSD, SSD
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "NegGradPlus",
     "RandomLabel",
     "Retrain",
+    "SCRUB",
     "SSD",
 ]

@@ -17,6 +17,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
+import lightning as L
 import torch
 from torch import Tensor, nn
 
@@ -91,6 +92,14 @@ class LossUnlearner(Unlearner):
     def setup(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
         """Prepare state before the first step (teacher copies, masks, ...). Default: nothing."""
 
+    def prepare_streams(  # noqa: B027 - optional hook
+        self, model: nn.Module, loaders: Mapping[str, Iterable]
+    ) -> None:
+        """Prepare state that needs a full pass over the data before the loop (e.g. SalUn's
+        saliency mask from D_f), with the opened streams (``loaders["forget"]`` is always
+        there). Called once per unlearning, before :meth:`setup`, by :meth:`apply` and by
+        ``UnlearningModule`` under ``unlearnkit fit``. Default: nothing."""
+
     @abstractmethod
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor | None:
         """The scalar loss to minimise on one step, or ``None`` to skip the step."""
@@ -120,7 +129,13 @@ class LossUnlearner(Unlearner):
                 ``max_epochs`` must equal ``self.epochs``. Default: a quiet single-device CPU
                 trainer.
         """
-        return fit_method(self, model, loaders, trainer=trainer)
+        L.seed_everything(self.seed, workers=True, verbose=False)  # shuffled passes in prepare
+        self.prepare_streams(model, loaders)
+        self.streams_prepared_ = True
+        try:
+            return fit_method(self, model, loaders, trainer=trainer)
+        finally:
+            self.streams_prepared_ = False
 
 
 def list_methods(domain: Literal["vision", "recsys"] = "vision") -> dict[str, type[Unlearner]]:

@@ -71,6 +71,13 @@ class UnlearningModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.method.iterative:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is not None and not getattr(self.method, "streams_prepared_", False):
+                from unlearnkit.streams import open_streams  # `unlearnkit fit`: no apply() ran
+
+                self.method.prepare_streams(
+                    self.model, open_streams(self.method, self.model, datamodule)
+                )
             self.method.setup(self.model)
             return
         datamodule = getattr(self.trainer, "datamodule", None)

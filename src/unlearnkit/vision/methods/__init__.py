@@ -5,6 +5,7 @@ from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
 from unlearnkit.vision.methods.random_label import RandomLabel
+from unlearnkit.vision.methods.salun import SalUn
 from unlearnkit.vision.methods.scrub import SCRUB
 from unlearnkit.vision.methods.ssd import LFSSD, SSD
 
@@ -18,5 +19,6 @@ __all__ = [
     "RandomLabel",
     "Retrain",
     "SCRUB",
+    "SalUn",
     "SSD",
 ]

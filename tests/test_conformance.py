@@ -19,7 +19,13 @@ FAST = {"epochs": 2, "lr": 0.05}
 # Per-method settings for the tiny 3-blob problem. SSD/LF-SSD: D_f is a third of D here, so
 # I_F <= ~3 I_D and the paper's alpha = 10 (meant for 1-5 % forget sets) selects nothing;
 # alpha = 1 makes the one-shot dampening act on this toy.
-METHOD_KWARGS = {"SSD": {"alpha": 1.0}, "LFSSD": {"alpha": 1.0}}
+# CF-k / EU-k: the toy MLP has 2 layers with parameters, so the last k = 1 (MUFAC's 3 needs more).
+METHOD_KWARGS = {
+    "SSD": {"alpha": 1.0},
+    "LFSSD": {"alpha": 1.0},
+    "CFk": {"k": 1},
+    "EUk": {"k": 1},
+}
 
 
 @pytest.fixture(autouse=True)

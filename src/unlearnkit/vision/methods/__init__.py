@@ -4,6 +4,7 @@ from unlearnkit.vision.methods.bad_teacher import BadTeacher
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
+from unlearnkit.vision.methods.last_layers import CFk, EUk
 from unlearnkit.vision.methods.random_label import RandomLabel
 from unlearnkit.vision.methods.salun import SalUn
 from unlearnkit.vision.methods.scrub import SCRUB
@@ -11,6 +12,8 @@ from unlearnkit.vision.methods.ssd import LFSSD, SSD
 
 __all__ = [
     "BadTeacher",
+    "CFk",
+    "EUk",
     "FineTune",
     "GradientAscent",
     "L1Sparse",

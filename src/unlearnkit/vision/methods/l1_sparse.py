@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
+from unlearnkit.base import UnlearnBatch, init_arguments
+from unlearnkit.vision.methods.finetune import FineTune
 
 
 def l1_norm(model: nn.Module) -> Tensor:
@@ -16,7 +16,7 @@ def l1_norm(model: nn.Module) -> Tensor:
     return torch.stack([p.abs().sum() for p in model.parameters()]).sum()
 
 
-class L1Sparse(LossUnlearner):
+class L1Sparse(FineTune):
     """ℓ1-sparse: fine-tune on D_r with ``γ_t·‖θ‖₁``, γ_t decaying linearly to 0.
 
     Source: Jia, Liu, Ram, Yao, Liu, Liu, Sharma & Liu, "Model Sparsity Can Simplify Machine
@@ -43,8 +43,6 @@ class L1Sparse(LossUnlearner):
             (at the first step).
     """
 
-    streams: ClassVar[tuple[str, ...]] = ("retain",)
-
     def __init__(
         self,
         *,
@@ -58,7 +56,9 @@ class L1Sparse(LossUnlearner):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
     ) -> None:
-        super().__init__(**init_arguments(locals()))
+        init = init_arguments(locals())
+        self.alpha, self.no_l1_epochs = init.pop("alpha"), init.pop("no_l1_epochs")
+        super().__init__(**init)
 
     def setup(self, model: nn.Module) -> None:
         if not self.alpha >= 0:
@@ -78,5 +78,4 @@ class L1Sparse(LossUnlearner):
         return 0.0
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
-        x, y = batch.retain
-        return F.cross_entropy(model(x), y) + self.l1_weight(epoch) * l1_norm(model)
+        return super().loss(model, batch, epoch=epoch) + self.l1_weight(epoch) * l1_norm(model)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
+from unlearnkit.base import init_arguments
+from unlearnkit.vision.methods.finetune import FineTune
 
 
 def last_layers(model: nn.Module, k: int) -> list[nn.Module]:
@@ -27,7 +27,7 @@ def last_layers(model: nn.Module, k: int) -> list[nn.Module]:
     return layers[-k:]
 
 
-class CFk(LossUnlearner):
+class CFk(FineTune):
     """CF-k (catastrophic forgetting of the last k layers): fine-tune only them on D_r.
 
     Source: Goel, Prabhu, Sanyal, Lim, Torr & Kumaraguru, "Towards Adversarial Evaluations for
@@ -43,8 +43,6 @@ class CFk(LossUnlearner):
         ValueError: no retain loader; ``k`` out of range for the model.
     """
 
-    streams: ClassVar[tuple[str, ...]] = ("retain",)
-
     def __init__(
         self,
         *,
@@ -57,14 +55,12 @@ class CFk(LossUnlearner):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
     ) -> None:
-        super().__init__(**init_arguments(locals()))
+        init = init_arguments(locals())
+        self.k = init.pop("k")
+        super().__init__(**init)  # FineTune's loss: CE on D_r
 
     def trainable_parameters(self, model: nn.Module) -> Iterable[nn.Parameter]:
         return [p for layer in last_layers(model, self.k) for p in layer.parameters(recurse=False)]
-
-    def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
-        x, y = batch.retain
-        return F.cross_entropy(model(x), y)
 
 
 class EUk(CFk):

@@ -6,6 +6,8 @@
   (:mod:`unlearnkit.recsys.experiment`). With no config: the embedded default (digits).
 - ``unlearnkit train [-c experiment.yaml] --out original.pt``: the experiment's original model
   (from the model cache when ``run`` trained it already), saved for ``fit``/``test``.
+- ``unlearnkit tune [-c experiment.yaml] --grid '{FineTune: {lr: [...]}}'``: every grid point
+  as an ordinary run, scored by Avg. Gap to the retrained model (:mod:`unlearnkit.tuning`).
 - ``unlearnkit reproduce <table>``: regenerate a paper table (:mod:`unlearnkit.reproduce.cli`).
 - ``unlearnkit fit|validate|test|predict ...``: LightningCLI over :class:`UnlearningModule` and any
   :class:`UnlearningDataModule`, with composable ``-c`` fragments from ``configs/``. ``fit`` writes
@@ -35,6 +37,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, str] = {
     "run": "train/load the original and retrained models, unlearn, evaluate, report",
     "train": "train (or load from the cache) an experiment's original model: --out original.pt",
+    "tune": "choose each method's hyper-parameters on a calibration request (--grid, by gap/avg)",
     "reproduce": "regenerate a paper table beside the paper's numbers (--list for the tables)",
     "fit": "LightningCLI: one unlearning method on a saved original -> runs/<time>-fit/",
     "validate": "LightningCLI: validation loop (as Lightning's)",
@@ -78,22 +81,43 @@ def _version() -> str:
         return "unlearnkit (not installed)"
 
 
-def run_command(argv: list[str]) -> int:
-    """``unlearnkit run``: the recommender job when the config's data is a ``RecDataModule``,
-    else the classification job (also for the embedded default)."""
+def _is_recsys(argv: list[str]) -> bool:
+    """Whether the config's data is a ``RecDataModule`` (the recommender job)."""
     from unlearnkit.jobs import data_class, data_class_path
 
     class_path = data_class_path(argv)
-    if class_path is not None:
-        from unlearnkit.recsys.data import RecDataModule
+    if class_path is None:
+        return False
+    from unlearnkit.recsys.data import RecDataModule
 
-        if issubclass(data_class(class_path), RecDataModule):
-            from unlearnkit.recsys.experiment import run_command as recsys_run
+    return issubclass(data_class(class_path), RecDataModule)
 
-            return recsys_run(argv)
+
+def run_command(argv: list[str]) -> int:
+    """``unlearnkit run``: the recommender job when the config's data is a ``RecDataModule``,
+    else the classification job (also for the embedded default)."""
+    if _is_recsys(argv):
+        from unlearnkit.recsys.experiment import run_command as recsys_run
+
+        return recsys_run(argv)
     from unlearnkit.vision.experiment import run_command as vision_run
 
     return vision_run(argv)
+
+
+def tune_command(argv: list[str]) -> int:
+    """``unlearnkit tune``: :func:`unlearnkit.tuning.tune_command` for the config's job."""
+    from unlearnkit.tuning import tune_command as tune
+
+    if _is_recsys(argv):
+        from unlearnkit.recsys.experiment import run_instantiated, run_parser
+        from unlearnkit.recsys.methods import RecRetrain
+
+        return tune(argv, job_parser=run_parser, run=run_instantiated, reference=RecRetrain)
+    from unlearnkit.vision.experiment import run_instantiated, run_parser
+    from unlearnkit.vision.methods import Retrain
+
+    return tune(argv, job_parser=run_parser, run=run_instantiated, reference=Retrain)
 
 
 def _has_config(argv: list[str]) -> bool:
@@ -332,6 +356,8 @@ def _dispatch(command: str, rest: list[str], argv: list[str]) -> int:
         return run_command(rest)
     if command == "train":
         return train_command(rest)
+    if command == "tune":
+        return tune_command(rest)
     if command == "reproduce":
         from unlearnkit.reproduce.cli import reproduce_command
 

@@ -26,6 +26,7 @@ __all__ = [
     "data_class_path",
     "default_experiment_path",
     "resume_argv",
+    "prepare_job",
     "run_job",
 ]
 
@@ -139,6 +140,47 @@ def run_job(
         ValueError: ``--resume`` with ``--seeds``, a logger whose package is not installed, or
             what the run rejects.
     """
+    init, config, common = prepare_job(parser, argv)
+    with _quiet_logging(init.quiet):
+        if init.seeds:
+            return _run_seeds(init, run, summary, config=config, **common)
+        result = run(
+            init,
+            init.methods,
+            seed=init.seed,
+            output=init.output,
+            name=init.name,
+            config=config,
+            resume=init.resume,
+            **common,
+        )
+    if result.run_dir is None:  # a DDP rank other than 0: rank 0 prints and reports
+        return 0
+    print(summary(result))
+    print(f"report written to {result.run_dir}")  # --quiet too: where the result is
+    return _failures(result.failed)
+
+
+def prepare_job(
+    parser: ArgumentParser, argv: list[str]
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Parse ``argv`` for a run-like job (``run``, ``tune``) and set it up before any work.
+
+    Checks the Trainer's accelerator and the loggers, sets ``--threads``, and records the config.
+
+    Args:
+        parser: a :func:`common_run_parser` with ``--data``, ``--forget`` and ``--methods``.
+        argv: the words after the subcommand.
+
+    Returns:
+        ``(init, config, common)``: the instantiated config, the config as recorded in reports
+        (without ``resume``), and the keyword arguments every run of the job shares
+        (``cache_dir``, ``trainer``, ``progress``, ``logger``).
+
+    Raises:
+        ValueError: ``--resume`` with ``--seeds``, a logger whose package is not installed, a
+            missing accelerator, or what the parser rejects.
+    """
     import yaml
 
     cfg = parse_or_explain(parser, argv)
@@ -170,24 +212,7 @@ def run_job(
         "progress": "quiet" if init.quiet else "auto",
         "logger": init.logger,
     }
-    with _quiet_logging(init.quiet):
-        if init.seeds:
-            return _run_seeds(init, run, summary, config=config, **common)
-        result = run(
-            init,
-            init.methods,
-            seed=init.seed,
-            output=init.output,
-            name=init.name,
-            config=config,
-            resume=init.resume,
-            **common,
-        )
-    if result.run_dir is None:  # a DDP rank other than 0: rank 0 prints and reports
-        return 0
-    print(summary(result))
-    print(f"report written to {result.run_dir}")  # --quiet too: where the result is
-    return _failures(result.failed)
+    return init, config, common
 
 
 def _failures(failed: list[str]) -> int:

@@ -26,6 +26,7 @@ __all__ = [
     "plot_mia_grid",
     "plot_mia_histogram",
     "plot_per_class_accuracy",
+    "plot_tuning",
 ]
 
 _DPI = 120
@@ -348,4 +349,51 @@ def plot_mia_histogram(
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return _save(figure, path)
+
+
+def plot_tuning(
+    panels: Mapping[str, Sequence[tuple[str, float, bool]]],
+    path: str | Path,
+    *,
+    objective: str = "gap/avg",
+    columns: int = 3,
+) -> Path:
+    """Bar charts of a tuning grid: a panel per method, a bar per candidate, the chosen one red.
+
+    Args:
+        panels: ``{method: [(candidate label, objective value, chosen), ...]}``; a NaN value
+            (a failed candidate) is drawn as an empty slot labelled "failed".
+        path: where to write the PNG.
+        objective: the metric key on the y axis (fractions such as ``gap/avg`` are shown in %).
+        columns: panels per row.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: no panel, or ``columns < 1``.
+    """
+    from unlearnkit.evaluation.report import is_percent_metric
+
+    if not panels or columns < 1:
+        raise ValueError("plot_tuning needs at least one method panel and columns >= 1")
+    scale = 100.0 if is_percent_metric(objective) else 1.0
+    ncols = min(columns, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    widest = max(len(bars) for bars in panels.values())
+    figure = _figure((1.0 + 0.55 * widest) * ncols + 0.6, 3.0 * nrows + 0.6)
+    grid = figure.subplots(nrows, ncols, squeeze=False)
+    for axes, (method, bars) in zip(grid.flat, panels.items(), strict=False):
+        labels = [label if math.isfinite(v) else f"{label}\n(failed)" for label, v, _ in bars]
+        values = [v * scale if math.isfinite(v) else 0.0 for _, v, _ in bars]
+        colors = ["tab:red" if chosen else "tab:gray" for _, _, chosen in bars]
+        axes.bar(range(len(bars)), values, color=colors)
+        axes.set_xticks(range(len(bars)), labels, rotation=60, ha="right", fontsize=7)
+        axes.set_title(method, fontsize=10)
+        axes.set_ylabel(f"{objective}{' (%)' if scale == 100.0 else ''}", fontsize=8)
+        axes.grid(True, axis="y", alpha=0.3)
+    for axes in list(grid.flat)[len(panels) :]:
+        axes.set_visible(False)
+    figure.suptitle(f"Tuning grid: {objective} per candidate (chosen in red)")
     return _save(figure, path)

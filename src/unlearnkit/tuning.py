@@ -293,6 +293,7 @@ def write_tuning(result: TuningResult, *, header: str, requests: Sequence[str]) 
     """Write ``tune.md``, ``tune.json``, ``tune.png`` and ``tuned_methods.yaml`` (atomically)."""
     from unlearnkit.atomic import atomic_write_bytes
     from unlearnkit.evaluation.plots import plot_tuning
+    from unlearnkit.evaluation.report import is_percent_metric
 
     run_dir = Path(result.run_dir or ".")
     columns = [k for k in TUNE_COLUMNS if any(k in c.metrics for c in result.candidates)]
@@ -334,7 +335,14 @@ def write_tuning(result: TuningResult, *, header: str, requests: Sequence[str]) 
         for base in dict.fromkeys(c.base for c in result.candidates if c.changes)
     }
     if panels:
-        written.append(plot_tuning(panels, run_dir / "tune.png", objective=result.objective))
+        written.append(
+            plot_tuning(
+                panels,
+                run_dir / "tune.png",
+                objective=result.objective,
+                percent=is_percent_metric(result.objective),
+            )
+        )
     fragment = tuned_methods_yaml(result.candidates, result.chosen, header=header)
     written.append(atomic_write_bytes(run_dir / "tuned_methods.yaml", fragment.encode()))
     return written

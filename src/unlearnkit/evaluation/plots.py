@@ -357,6 +357,7 @@ def plot_tuning(
     path: str | Path,
     *,
     objective: str = "gap/avg",
+    percent: bool = True,
     columns: int = 3,
 ) -> Path:
     """Bar charts of a tuning grid: a panel per method, a bar per candidate, the chosen one red.
@@ -365,7 +366,8 @@ def plot_tuning(
         panels: ``{method: [(candidate label, objective value, chosen), ...]}``; a NaN value
             (a failed candidate) is drawn as an empty slot labelled "failed".
         path: where to write the PNG.
-        objective: the metric key on the y axis (fractions such as ``gap/avg`` are shown in %).
+        objective: the metric key on the y axis.
+        percent: whether the values are fractions to show in % (``gap/avg``, accuracies).
         columns: panels per row.
 
     Returns:
@@ -374,11 +376,9 @@ def plot_tuning(
     Raises:
         ValueError: no panel, or ``columns < 1``.
     """
-    from unlearnkit.evaluation.report import is_percent_metric
-
     if not panels or columns < 1:
         raise ValueError("plot_tuning needs at least one method panel and columns >= 1")
-    scale = 100.0 if is_percent_metric(objective) else 1.0
+    scale = 100.0 if percent else 1.0
     ncols = min(columns, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     widest = max(len(bars) for bars in panels.values())

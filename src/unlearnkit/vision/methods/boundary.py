@@ -120,7 +120,8 @@ class BoundaryShrink(LossUnlearner):
     The reference takes the FGSM step in pixel space and clamps/rounds it to valid 8-bit
     pixels; give ``input_mean``/``input_std`` (the data's normalisation, e.g. CIFAR-10's) to do
     the same. Without them the step is in the model's input units (see
-    :func:`neighbour_search`).
+    :func:`neighbour_search`). (The authors' ``AttackBase`` hard-codes CIFAR-10 statistics, with
+    0.2265 for the blue channel's mean; here the statistics are whatever the data used.)
 
     Args:
         bound: FGSM step ε (reference 0.1, in pixels in ``[0, 1]``).

@@ -181,6 +181,8 @@ def non_default_kwargs(cls: type) -> dict:
             out[key] = "/tmp/unlearnkit-test-not-written"
         elif key == "layers":
             out[key] = ["head"]
+        elif key in ("input_mean", "input_std"):
+            out[key] = (0.5,)
         else:
             raise AssertionError(f"{cls.__name__}: no non-default value for {key}={d!r}")
     return out

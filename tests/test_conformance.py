@@ -20,7 +20,10 @@ FAST = {"epochs": 2, "lr": 0.05}
 # I_F <= ~3 I_D and the paper's alpha = 10 (meant for 1-5 % forget sets) selects nothing;
 # alpha = 1 makes the one-shot dampening act on this toy.
 # CF-k / EU-k: the toy MLP has 2 layers with parameters, so the last k = 1 (MUFAC's 3 needs more).
+# BoundaryShrink: the blobs have unit noise per feature, so the reference's FGSM step 0.1 (meant
+# for pixels in [0, 1]) moves few forget samples across a boundary; 1.0 moves most of them.
 METHOD_KWARGS = {
+    "BoundaryShrink": {"bound": 1.0},
     "SSD": {"alpha": 1.0},
     "LFSSD": {"alpha": 1.0},
     "CFk": {"k": 1},

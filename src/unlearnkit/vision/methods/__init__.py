@@ -1,6 +1,7 @@
 """Vision unlearning methods (one file per method). ``__all__`` is the method list."""
 
 from unlearnkit.vision.methods.bad_teacher import BadTeacher
+from unlearnkit.vision.methods.boundary import BoundaryExpanding, BoundaryShrink
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
@@ -12,6 +13,8 @@ from unlearnkit.vision.methods.ssd import LFSSD, SSD
 
 __all__ = [
     "BadTeacher",
+    "BoundaryExpanding",
+    "BoundaryShrink",
     "CFk",
     "EUk",
     "FineTune",

@@ -9,6 +9,7 @@ from unlearnkit.vision.methods.random_label import RandomLabel
 from unlearnkit.vision.methods.salun import SalUn
 from unlearnkit.vision.methods.scrub import SCRUB
 from unlearnkit.vision.methods.ssd import LFSSD, SSD
+from unlearnkit.vision.methods.unsir import UNSIR
 
 __all__ = [
     "BadTeacher",
@@ -24,4 +25,5 @@ __all__ = [
     "SCRUB",
     "SalUn",
     "SSD",
+    "UNSIR",
 ]

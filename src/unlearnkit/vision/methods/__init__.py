@@ -1,5 +1,6 @@
 """Vision unlearning methods (one file per method). ``__all__`` is the method list."""
 
+from unlearnkit.vision.methods.amnesiac import Amnesiac
 from unlearnkit.vision.methods.bad_teacher import BadTeacher
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
@@ -12,6 +13,7 @@ from unlearnkit.vision.methods.ssd import LFSSD, SSD
 from unlearnkit.vision.methods.unsir import UNSIR
 
 __all__ = [
+    "Amnesiac",
     "BadTeacher",
     "CFk",
     "EUk",

@@ -1,5 +1,6 @@
 """Vision unlearning methods (one file per method). ``__all__`` is the method list."""
 
+from unlearnkit.vision.methods.amnesiac import Amnesiac
 from unlearnkit.vision.methods.bad_teacher import BadTeacher
 from unlearnkit.vision.methods.boundary import BoundaryExpanding, BoundaryShrink
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
@@ -10,8 +11,10 @@ from unlearnkit.vision.methods.random_label import RandomLabel
 from unlearnkit.vision.methods.salun import SalUn
 from unlearnkit.vision.methods.scrub import SCRUB
 from unlearnkit.vision.methods.ssd import LFSSD, SSD
+from unlearnkit.vision.methods.unsir import UNSIR
 
 __all__ = [
+    "Amnesiac",
     "BadTeacher",
     "BoundaryExpanding",
     "BoundaryShrink",
@@ -27,4 +30,5 @@ __all__ = [
     "SCRUB",
     "SalUn",
     "SSD",
+    "UNSIR",
 ]

@@ -305,3 +305,18 @@ def test_csv_primary_tag_is_validated(tmp_path, monkeypatch):
     (tmp_path / "t.csv").write_text(f"{head}\n{line.format(v='12.5', p='no')}\n")
     (cell,) = load_table("t").paper_cells
     assert cell.value == 12.5 and cell.primary is False
+
+
+def test_among_smallest_check_ranks_the_methods_rows_by_hand():
+    spec = load_table("ssd_fullclass_fmnist")  # rows: original, retrain, FineTune, SSD, LFSSD
+    gaps = {"original": 0.01, "retrain": 0.0, "FineTune": 0.05, "SSD": 0.03, "LFSSD": 0.02}
+    rows = [
+        {"arch": "a", "seed": 0, "forget": "r", "method": m, "metrics": {"gap/avg": g}}
+        for m, g in gaps.items()
+    ]
+    spec.checks = [{"row": "SSD", "metric": "gap/avg", "among_smallest": 2}]
+    (res,) = evaluate_checks(spec, aggregate(rows), "a")
+    # among FineTune 5, SSD 3, LFSSD 2 (original and retrain left out) SSD is 2nd
+    assert res["ours"] == "rank 2 of 3 (3.00)" and res["status"] == "met"
+    spec.checks[0]["among_smallest"] = 1
+    assert evaluate_checks(spec, aggregate(rows), "a")[0]["status"] == "MISSED"

@@ -101,7 +101,9 @@ def evaluate_checks(
     """The spec's trend checks on one arch's aggregates.
 
     Kinds: ``at_most``/``at_least`` (the row's mean against a fixed value, metric units),
-    ``within`` (|row − of_row| <= value), ``at_most_ratio`` (row / of_row <= value).
+    ``within`` (|row − of_row| <= value), ``at_most_ratio`` (row / of_row <= value),
+    ``among_smallest`` (the row's mean ranks within the k smallest of the unlearning methods'
+    rows of the table, ``original`` and ``retrain`` excluded; ties share the better rank).
 
     Returns:
         One dict per check: ``claim``, ``ours`` (text), ``target`` (text), ``status``
@@ -129,6 +131,19 @@ def evaluate_checks(
                 diff = ours.mean - ref.mean
                 ours_text = f"{_display(metric, diff):+.2f}"
                 status = "met" if abs(diff) <= tol else "MISSED"
+        elif "among_smallest" in check:
+            k = int(check["among_smallest"])
+            target = f"rank ≤ {k} of the methods (1 = smallest)"
+            others = [
+                agg.mean
+                for name in spec.rows
+                if name not in ("original", "retrain", row)
+                and (agg := stats.get((arch, name), {}).get(metric)) is not None
+            ]
+            if ours is not None:
+                rank = 1 + sum(value < ours.mean for value in others)
+                ours_text = f"rank {rank} of {len(others) + 1} ({format_value(metric, ours.mean)})"
+                status = "met" if rank <= k else "MISSED"
         else:
             ratio = float(check["at_most_ratio"])
             target = f"{row} / {ref_row} ≤ {ratio:g}"

@@ -24,6 +24,8 @@ A table ``<name>`` is two files:
       - {row: SSD, metric: forget/acc, at_most: 0.01, claim: "..."}
       - {row: SSD, metric: retain/acc, of_row: original, within: 0.03, claim: "..."}
       - {row: SSD, metric: time/unlearn_s, of_row: retrain, at_most_ratio: 0.05, claim: "..."}
+      - {row: SalUn, metric: gap/avg, among_smallest: 3, claim: "..."}  # rank among the
+                         # unlearning methods' rows (original and retrain excluded), 1 = smallest
     smoke:               # overrides of --smoke (a tiny run of the whole path, for CI)
       data: {train_limit: 2000, test_limit: 500}
       training: {epochs: 1}
@@ -67,7 +69,7 @@ CSV_COLUMNS = (
     "setting_matches",
     "note",
 )
-_CHECK_KINDS = ("at_most", "at_least", "within", "at_most_ratio")
+_CHECK_KINDS = ("at_most", "at_least", "within", "at_most_ratio", "among_smallest")
 
 
 def tables_dir() -> Path:
@@ -207,6 +209,10 @@ def load_table(name: str) -> TableSpec:
             )
         if kinds[0] in ("within", "at_most_ratio") and "of_row" not in check:
             raise ValueError(f"table spec {path}: check {check} needs of_row")
+        if kinds[0] == "among_smallest" and not (
+            isinstance(check["among_smallest"], int) and check["among_smallest"] >= 1
+        ):
+            raise ValueError(f"table spec {path}: among_smallest must be an integer >= 1: {check}")
     spec.paper_cells = _load_cells(tables_dir() / f"{name}.csv", spec)
     return spec
 

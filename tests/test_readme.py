@@ -49,6 +49,7 @@ SKIPPED = {
 #: minute at one thread with its methods), the recommender 40; the path is the same.
 SHORTER = {
     "unlearnkit run": ["--training.epochs", "5"],
+    "unlearnkit tune --grid '{FineTune: {lr: [0.01, 0.05]}}'": ["--training.epochs", "5"],
     "unlearnkit run -c configs/experiments/movielens_users.yaml": ["--training.epochs", "1"],
 }
 
@@ -65,6 +66,7 @@ RUN = [
     "-c configs/model/small_cnn.yaml -c configs/method/gradient_ascent.yaml "
     '--model.checkpoint "$(ls -d runs/*-fit | tail -1)/unlearned.pt"',
     "unlearnkit reproduce --list",
+    "unlearnkit tune --grid '{FineTune: {lr: [0.01, 0.05]}}'",
 ]
 
 LATEST_FIT = "$(ls -d runs/*-fit | tail -1)"

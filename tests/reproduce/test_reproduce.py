@@ -320,3 +320,32 @@ def test_among_smallest_check_ranks_the_methods_rows_by_hand():
     assert res["ours"] == "rank 2 of 3 (3.00)" and res["status"] == "met"
     spec.checks[0]["among_smallest"] = 1
     assert evaluate_checks(spec, aggregate(rows), "a")[0]["status"] == "MISSED"
+
+
+def test_worstcase_table_parses_its_selector_and_its_smoke_run_searches(tmp_path, capsys):
+    from unlearnkit.vision.worst_case import WorstCaseSelector
+
+    spec = load_table("worstcase_fmnist")
+    parser = run_parser()
+    cfg = parser.parse_object({**spec.experiment, "forget": spec.forget, "arch": spec.archs[0]})
+    init = parser.instantiate(cfg)
+    searched, drawn = init.forget
+    assert isinstance(searched.selector, WorstCaseSelector) and drawn.selector is None
+    assert searched.label == "worst_case 10 %" and spec.smoke["max_requests"] == 1
+    rows = ["FineTune", "GradientAscent", "NegGradPlus", "RandomLabel", "SSD", "L1Sparse"]
+    assert [type(m).__name__ for m in init.methods] == ["Retrain", *rows, "SalUn", "SCRUB"]
+    data = SHARED / "data" / "fashion-mnist"
+    if not data.exists():
+        pytest.skip(f"{data} absent (the real data lives in ../shared/data)")
+    args = ["reproduce", "worstcase_fmnist", "--smoke", "--data_root", str(data)]
+    args += ["--output", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    assert "SMOKE run" in capsys.readouterr().out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "results.json").read_text())
+    assert {r["forget"] for r in result["rows"]} == {"worst_case 10 %"}
+    assert {r["method"] for r in result["rows"]} == {"original", "retrain", *rows, "SalUn", "SCRUB"}
+    (cell,) = run_dir.glob("*-small_cnn-seed0")
+    saved = json.loads((cell / "forget_sets" / "worst_case_10_pct.json").read_text())
+    assert len(saved["forget"]) == 30  # 10 % of the smoke run's 300 training images
+    assert (cell / "forget_classes_worst_case_10_pct.png").is_file()

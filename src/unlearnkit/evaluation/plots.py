@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "atomic_write_bytes",
+    "plot_forget_class_histogram",
     "plot_forget_vs_test",
     "plot_mia_grid",
     "plot_mia_histogram",
@@ -202,6 +203,61 @@ def plot_per_class_accuracy(
     axes.set_ylim(bottom, 100.0)
     axes.set_title("Per-class test accuracy by method")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="method")
+    axes.grid(True, axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_forget_class_histogram(
+    counts: Mapping[str, Sequence[int]],
+    class_names: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "Classes of the forget set",
+) -> Path:
+    """Grouped bar chart of how many samples of each class a forget set holds, one colour per set.
+
+    Made for a searched forget set (e.g. ``worst_case``) next to a random set of the same size:
+    a search that concentrates on a few classes shows at a glance.
+
+    Args:
+        counts: ``{set label: [samples of class 0, class 1, ...]}``.
+        class_names: one name per class, in class-id order.
+        path: where to write the PNG.
+        title: figure title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: ``counts`` is empty, or a set's list length differs from ``len(class_names)``.
+    """
+    if not counts:
+        raise ValueError("plot_forget_class_histogram needs at least one forget set's counts")
+    num_classes = len(class_names)
+    for label, values in counts.items():
+        if len(values) != num_classes:
+            raise ValueError(
+                f"{label!r} has {len(values)} class counts but there are {num_classes} class "
+                "names; pass one count per class"
+            )
+    positions = np.arange(num_classes)
+    width = 0.8 / len(counts)
+    figure = _figure(max(7.5, 0.5 * num_classes * max(1.0, len(counts) / 3) + 3.5), 4.2)
+    axes = figure.add_subplot()
+    for index, (label, values) in enumerate(counts.items()):
+        x = positions + (index - (len(counts) - 1) / 2) * width
+        axes.bar(x, np.asarray(values, dtype=float), width, label=label, zorder=2)
+    long_names = max(len(str(name)) for name in class_names) > 3
+    axes.set_xticks(
+        positions,
+        [str(n) for n in class_names],
+        rotation=45 if long_names else 0,
+        ha="right" if long_names else "center",
+    )
+    axes.set_xlabel("class")
+    axes.set_ylabel("samples in the forget set")
+    axes.set_title(title)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="forget set")
     axes.grid(True, axis="y", alpha=0.3)
     return _save(figure, path)
 

@@ -8,6 +8,8 @@ table shows the former as percent. Optional extras used by the writer:
 * ``"per_class_accuracy"``: list of per-class accuracies (fractions) -> ``per_class_accuracy.png``
   (class names from ``config["class_names"]`` if present);
 * ``"forget_classes"``: ids of the forgotten classes (shaded in ``per_class_accuracy.png``);
+* ``"forget_class_counts"``: ``{set label: [count per class]}`` (a searched forget set and a
+  random set of the same size) -> ``forget_classes.png``;
 * ``"mia_scores"``: ``{split: (N,) array}`` from :func:`~unlearnkit.evaluation.mia.mia_scores` ->
   one grid ``mia_scores.png`` per request, a panel per method. These per-sample arrays are
   plotted only, not written to the JSON.
@@ -597,6 +599,21 @@ def _write_plots(
             run_dir / f"per_class_accuracy{suffix}.png",
             forgotten=[int(c) for c in forgotten],
         )
+    counts = next((r["forget_class_counts"] for r in rows if r.get("forget_class_counts")), None)
+    if counts:
+        num_classes = len(next(iter(counts.values())))
+        names = (
+            config.get("class_names")
+            or next((r["class_names"] for r in rows if r.get("class_names")), None)
+            or [str(index) for index in range(num_classes)]
+        )
+        request = str(rows[0].get("forget") or "")
+        written["forget_classes"] = plots.plot_forget_class_histogram(
+            counts,
+            list(names),
+            run_dir / f"forget_classes{suffix}.png",
+            title="Classes of the forget set" + (f" ({request})" if request else ""),
+        )
     scores = {row["method"]: row["mia_scores"] for row in order_rows(rows) if row.get("mia_scores")}
     if scores:
         request = str(rows[0].get("forget") or "")
@@ -620,7 +637,9 @@ def _other_plots(
     slugs = {other: file_slug(other) for other in groups}
     found = []
     for path in sorted(run_dir.glob("*.png")):
-        if path.name in own or path.name.startswith(("forget_vs_test", "per_class", "mia_")):
+        if path.name in own or path.name.startswith(
+            ("forget_vs_test", "forget_classes", "per_class", "mia_")
+        ):
             continue
         if len(groups) > 1:
             owners = [o for o, slug in slugs.items() if path.stem.endswith("_" + slug)]
@@ -705,8 +724,9 @@ def write_report(
     the given order; percent and seconds with 2 decimals), over-unlearning warnings, the plots
     and the config. ``report.html`` is the same as one self-contained page (plots embedded as
     base64 PNG, no external resources). Plots per request: ``forget_vs_test_<slug>.png`` (when
-    rows carry forget and test accuracy), ``per_class_accuracy_<slug>.png`` and one grid
-    ``mia_scores_<slug>.png`` (when rows carry those extras, see the module docstring), where
+    rows carry forget and test accuracy), ``per_class_accuracy_<slug>.png``,
+    ``forget_classes_<slug>.png`` and one grid ``mia_scores_<slug>.png`` (when rows carry those
+    extras, see the module docstring), where
     ``<slug>`` is the request's :func:`file_slug` (always, so a report rewritten after each
     method names its plots as the final one does). All files are written atomically.
 
@@ -719,8 +739,8 @@ def write_report(
 
     Returns:
         Paths written, keyed ``"json"``, ``"csv"``, ``"markdown"``, ``"html"``, and
-        ``"forget_vs_test_<slug>"``, ``"per_class_accuracy_<slug>"``, ``"mia_scores_<slug>"``
-        for the plots made.
+        ``"forget_vs_test_<slug>"``, ``"per_class_accuracy_<slug>"``,
+        ``"forget_classes_<slug>"``, ``"mia_scores_<slug>"`` for the plots made.
 
     Raises:
         FileExistsError: ``run_dir`` already holds a ``report.json`` and ``update`` is false.

@@ -1,4 +1,4 @@
-"""Image-classifier unlearning: methods and backbones.
+"""Image-classifier unlearning: methods, backbones and the worst-case forget-set search.
 
 ``from unlearnkit.vision import SSD`` works in anyone's training code: every method is an
 :class:`~unlearnkit.base.Unlearner` with ``unlearn(model, forget_loader, retain_loader)``.
@@ -14,6 +14,11 @@ from unlearnkit.vision.models import (
     build_model,
     cifar_resnet18,
 )
+from unlearnkit.vision.worst_case import (
+    PaperWorstCaseSelector,
+    WorstCaseSelector,
+    worst_case_forget_set,
+)
 
 __all__ = [
     *_methods,
@@ -23,4 +28,7 @@ __all__ = [
     "TimmClassifier",
     "build_model",
     "cifar_resnet18",
+    "PaperWorstCaseSelector",
+    "WorstCaseSelector",
+    "worst_case_forget_set",
 ]

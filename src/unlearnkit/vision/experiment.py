@@ -121,6 +121,8 @@ class Experiment(ExperimentBase):
             self.data.num_classes,
         )
         scores = mia_scores(outputs["retain"], outputs["test"], outputs["forget"])
+        if spec.needs_model:  # a searched set: its classes beside a random set's of its size
+            extra.setdefault("forget_class_counts", self._forget_class_counts(spec))
         return {
             "method": name,
             "forget": spec.label,
@@ -130,6 +132,24 @@ class Experiment(ExperimentBase):
             "forget_classes": list(spec.classes or []) if spec.kind == "class" else [],
             "mia_scores": scores,
             **extra,
+        }
+
+    def _forget_class_counts(self, spec: ForgetSpec) -> dict[str, list[int]]:
+        """``{request label: per-class counts of D_f, "random (same size, seed s)": ...}``.
+
+        The random set is drawn as ``{kind: random, count: N_f, seed: spec.seed}`` would be, so
+        the plot compares the searched set with the request it replaces.
+        """
+        targets = torch.as_tensor(self.data.train_set.targets)  # type: ignore[union-attr]
+        forget = self.data.split.forget  # type: ignore[union-attr]
+        k = self.data.num_classes
+        gen = torch.Generator().manual_seed(spec.seed)
+        drawn = torch.randperm(len(targets), generator=gen)[: forget.numel()]
+        return {
+            spec.label: torch.bincount(targets[forget], minlength=k).tolist(),
+            f"random (same size, seed {spec.seed})": torch.bincount(
+                targets[drawn], minlength=k
+            ).tolist(),
         }
 
 

@@ -54,7 +54,10 @@ LABELS = {
     "test_forget/acc": "D_f acc, test",
     "mia/entropy_lr": "MIA (entropy LR)",
     "mia/efficacy": "MIA-efficacy",
+    "forget/ua": "UA",
+    "gap/avg": "Avg. Gap",
     "time/unlearn_s": "time",
+    "time/speedup": "RTE speed-up",
 }
 
 
@@ -233,7 +236,12 @@ def format_report(
     if not spec.paper_comparison:
         lines.append(
             "No number of the paper for this setting could be read offline, so this table "
-            "compares nothing with the paper; its targets are the trend checks below."
+            "compares nothing with the paper; "
+            + (
+                "its targets are the trend checks below."
+                if spec.checks
+                else "it has no trend check."
+            )
         )
         lines.append("")
     elif missing:

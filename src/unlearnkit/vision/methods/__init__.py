@@ -3,6 +3,7 @@
 from unlearnkit.vision.methods.bad_teacher import BadTeacher
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
+from unlearnkit.vision.methods.influence_unlearning import IU
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
 from unlearnkit.vision.methods.last_layers import CFk, EUk
 from unlearnkit.vision.methods.random_label import RandomLabel
@@ -16,6 +17,7 @@ __all__ = [
     "EUk",
     "FineTune",
     "GradientAscent",
+    "IU",
     "L1Sparse",
     "LFSSD",
     "NegGradPlus",

@@ -6,7 +6,11 @@ training loss and seeded random projections. Parameter-shaped quantities are
 ``dict[str, Tensor]`` keyed by ``model.named_parameters()`` names throughout.
 """
 
-from unlearnkit.influence.fisher import fisher_diagonal, l2_output_loss
+from unlearnkit.influence.fisher import (
+    expected_fisher_diagonal,
+    fisher_diagonal,
+    l2_output_loss,
+)
 from unlearnkit.influence.gradients import gradient_restriction_loss, mean_gradient
 from unlearnkit.influence.hvp import hvp, model_hvp
 from unlearnkit.influence.ihvp import conjugate_gradient, lissa, woodfisher
@@ -26,6 +30,7 @@ __all__ = [
     "ParamSelector",
     "conjugate_gradient",
     "eval_mode",
+    "expected_fisher_diagonal",
     "fisher_diagonal",
     "flatten_dict",
     "gradient_restriction_loss",

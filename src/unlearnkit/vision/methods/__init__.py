@@ -2,6 +2,7 @@
 
 from unlearnkit.vision.methods.bad_teacher import BadTeacher
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
+from unlearnkit.vision.methods.fisher_forgetting import FisherForgetting
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
 from unlearnkit.vision.methods.influence_unlearning import IU
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
@@ -16,6 +17,7 @@ __all__ = [
     "CFk",
     "EUk",
     "FineTune",
+    "FisherForgetting",
     "GradientAscent",
     "IU",
     "L1Sparse",

@@ -4,6 +4,7 @@ from unlearnkit.vision.methods.bad_teacher import BadTeacher
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
 from unlearnkit.vision.methods.fisher_forgetting import FisherForgetting
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
+from unlearnkit.vision.methods.iau import IAU
 from unlearnkit.vision.methods.influence_unlearning import IU
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
 from unlearnkit.vision.methods.last_layers import CFk, EUk
@@ -19,6 +20,7 @@ __all__ = [
     "FineTune",
     "FisherForgetting",
     "GradientAscent",
+    "IAU",
     "IU",
     "L1Sparse",
     "LFSSD",

@@ -150,6 +150,7 @@ _OTHER_CHOICE = {
     "loss": {"cross_entropy": "l2_output", "l2_output": "cross_entropy"},
     "order": {"by_label": "as_given", "reference": "by_label"},
     "distribution": {"user": "pair"},
+    "solver": {"woodfisher": "cg"},
 }
 
 

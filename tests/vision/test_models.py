@@ -14,6 +14,7 @@ from unlearnkit.datasets.digits import load_digits
 from unlearnkit.vision.models import (
     CIFARResNet18,
     CompactCIFARNet,
+    LeNet5,
     SmallCNN,
     TimmClassifier,
     build_model,
@@ -25,6 +26,9 @@ CASES = [
     ("small_cnn", 1, 28, 256),
     ("small_cnn", 1, 8, 256),
     ("small_cnn", 3, 12, 256),
+    ("lenet5", 3, 32, 84),
+    ("lenet5", 1, 28, 84),
+    ("lenet5", 1, 16, 84),
     ("compact_cifar", 3, 32, 128),
     ("compact_cifar", 1, 8, 128),
     ("resnet18_cifar", 3, 8, 512),
@@ -81,7 +85,7 @@ def test_small_cnn_width_sets_feature_size() -> None:
 @pytest.mark.parametrize(
     ("arch", "match"),
     [
-        ("resnet50", "small_cnn, resnet18_cifar, compact_cifar, timm:<name>"),
+        ("resnet50", "small_cnn, lenet5, resnet18_cifar, compact_cifar, timm:<name>"),
         ("timm:", "unknown arch"),
         ("timm:no_such_net", "timm has no model 'no_such_net'"),
     ],
@@ -138,3 +142,21 @@ def test_build_model_returns_channels_last_with_the_same_function(arch, shape):
     fresh.load_state_dict(plain.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_lenet5_layers_and_parameter_count() -> None:
+    model = LeNet5(in_channels=3, num_classes=10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    fcs = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (3, 6, (5, 5)),
+        (6, 16, (5, 5)),
+    ]
+    assert [(f.in_features, f.out_features) for f in fcs] == [(400, 120), (120, 84), (84, 10)]
+    # 456 + 2416 + 48120 + 10164 + 850, the IAU reference CNN on CIFAR-10
+    assert sum(p.numel() for p in model.parameters()) == 62006
+    # on 32x32 inputs the adaptive pool is the identity: conv stack -> 16x5x5 directly
+    x = torch.randn(2, 3, 32, 32)
+    assert model.body[:6](x).shape == (2, 16, 5, 5)
+    torch.testing.assert_close(model.body[:7](x), model.body[:6](x))
+    assert LeNet5().arch == "lenet5"

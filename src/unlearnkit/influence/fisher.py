@@ -38,7 +38,7 @@ from unlearnkit.influence.per_sample import (
     select_params,
 )
 
-__all__ = ["fisher_diagonal", "l2_output_loss"]
+__all__ = ["expected_fisher_diagonal", "fisher_diagonal", "l2_output_loss"]
 
 FisherDefinition = Literal["batch_empirical", "per_sample"]
 
@@ -240,3 +240,88 @@ def fisher_diagonal(
                 "inputs, model weights and loss for NaN/Inf or overflow"
             )
     return result
+
+
+def expected_fisher_diagonal(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    params: ParamSelector = None,
+    device: torch.device | str | None = None,
+    chunk_size: int | None = None,
+    labels_seen: set[int] | None = None,
+) -> dict[str, Tensor]:
+    """Diagonal of the Fisher information with labels drawn from the model's own prediction.
+
+    The "true" Fisher ``F = (1/N) sum_i sum_y p_theta(y | x_i) (d CE(f(x_i), y) / d theta) ** 2``
+    (Martens, "New Insights and Perspectives on the Natural Gradient Method", JMLR 21, 2020,
+    arXiv 1412.1193, Sec. 9.2; Kunstner et al., arXiv 1905.12558, Eq. 2), the expectation over
+    ``y ~ p_theta(. | x)`` taken exactly over all classes rather than sampled. This is the
+    quantity of Golatkar, Achille & Soatto, "Eternal Sunshine of the Spotless Net", CVPR 2020
+    (arXiv 1911.04933), reference ``hessian()`` in github.com/AdityaGolatkar/SelectiveForgetting
+    (``Forgetting.ipynb``): one sample at a time, for every class ``y`` the squared gradient of
+    ``CE(f(x), y)`` weighted by ``softmax(f(x))[y]``, summed, divided by the number of samples.
+
+    Computed with :func:`fisher_diagonal` (``definition="per_sample"``) on every ``(x_i, y)``
+    pair, ``y = 0..C-1``, with the loss ``sqrt(p_y) * CE(f(x), y)`` (``p_y`` detached), whose
+    squared gradient is ``p_y * g_y ** 2``; the mean over the ``N * C`` pairs is multiplied by
+    ``C``. The model runs in eval mode (as the reference); ``.grad`` is untouched.
+
+    Args:
+        model: A classifier returning logits ``(B, C)``.
+        loader: Iterable of ``(x, y, *rest)`` batches (``y`` only feeds ``labels_seen``).
+        params: Which parameters; see :func:`~unlearnkit.influence.select_params`.
+        device: Device the batches go to; default the model's.
+        chunk_size: At most this many per-sample gradients at once (of the ``B * C`` pairs of a
+            batch); default all of them.
+        labels_seen: If given, the labels ``y`` of the loader are added to this set.
+
+    Returns:
+        Dict ``name -> F`` for the selected parameters, in ``named_parameters()`` order.
+
+    Shapes:
+        Each value has ``param.shape`` and dtype; units of (loss / parameter unit) ** 2.
+
+    Raises:
+        ValueError: As :func:`fisher_diagonal` (empty loader, NaN/Inf), or logits not ``(B, C)``.
+    """
+    dev = torch.device(device) if device is not None else _model_device(model)
+    classes: list[int] = []
+
+    def pairs() -> Iterable[tuple[Tensor, Tensor]]:
+        for batch in loader:
+            x, y = _split_batch(batch)
+            if labels_seen is not None:
+                labels_seen.update(int(v) for v in y.reshape(-1).tolist())
+            x = x.to(dev)
+            if x.shape[0] == 0:
+                continue
+            if not classes:
+                with torch.no_grad():
+                    out = model(x[:1])
+                if out.dim() != 2:
+                    raise ValueError(
+                        f"expected_fisher_diagonal: the model must return logits (B, C), got "
+                        f"shape {tuple(out.shape)}"
+                    )
+                classes.append(out.shape[1])
+            c = classes[0]
+            yield (
+                x.repeat_interleave(c, dim=0),
+                torch.arange(c, device=dev).repeat(x.shape[0]),
+            )
+
+    def weighted_ce(outputs: Tensor, targets: Tensor) -> Tensor:
+        p = torch.softmax(outputs, dim=-1).detach().gather(1, targets[:, None]).squeeze(1)
+        return (p.sqrt() * F.cross_entropy(outputs, targets, reduction="none")).mean()
+
+    result = fisher_diagonal(
+        model,
+        pairs(),
+        definition="per_sample",
+        loss_fn=weighted_ce,
+        params=params,
+        device=dev,
+        chunk_size=chunk_size,
+    )
+    return {n: v.mul_(classes[0]) for n, v in result.items()}

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from unlearnkit.influence.tree import _check_same_keys, _check_tree, _dot, _norm
 
-__all__ = ["conjugate_gradient", "lissa"]
+__all__ = ["conjugate_gradient", "lissa", "woodfisher"]
 
 HvpFn = Callable[[dict[str, Tensor]], Mapping[str, Tensor]]
 
@@ -212,3 +212,72 @@ def lissa(
         for k in total:
             total[k].add_(x[k])
     return {k: t / repeats for k, t in total.items()}
+
+
+def woodfisher(
+    grads: Mapping[str, Tensor],
+    v: Mapping[str, Tensor],
+    *,
+    damping: float,
+) -> dict[str, Tensor]:
+    """Solve ``(damping * I + (1/m) G^T G) x = v`` exactly, ``G`` the ``m`` per-sample gradients.
+
+    The WoodFisher inverse (Singh & Alistarh, "WoodFisher: Efficient Second-Order Approximation
+    for Neural Network Compression", NeurIPS 2020, arXiv 2004.14340, Sec. 3): the empirical
+    Fisher ``(1/m) sum_i g_i g_i^T`` of ``m`` samples plus a dampening ``damping * I``, inverted
+    by the Woodbury identity (the closed form of WoodFisher's ``m`` Sherman-Morrison rank-one
+    updates)::
+
+        x = (1/damping) * (v - G^T (m * damping * I_m + G G^T)^{-1} G v)
+
+    which needs the ``m x m`` Gram matrix ``G G^T`` and one ``m x m`` solve (in float64), never a
+    ``P x P`` matrix.
+
+    Args:
+        grads: Per-sample gradients, name -> ``(m, *param.shape)`` (as
+            :func:`~unlearnkit.influence.per_sample_grads` returns), keys matching ``v``.
+        v: Right-hand side.
+        damping: ``> 0`` (``G^T G`` has rank ``<= m``, so without damping the system is singular).
+
+    Returns:
+        ``x`` with the keys, shapes and dtypes of ``v``.
+
+    Shapes:
+        ``G`` is ``(m, P)`` with ``P`` the total size of ``v``; memory ``m * P`` for it (the
+        caller holds ``grads``) and ``m^2`` for the Gram matrix.
+
+    Raises:
+        ValueError: ``damping <= 0``, ``grads`` and ``v`` disagree in keys/shapes, or ``m = 0``.
+    """
+    what = "woodfisher"
+    _check_tree(v, f"{what}: v")
+    damping = _check_damping(damping, what)
+    if damping == 0.0:
+        raise ValueError(
+            f"{what}: damping must be > 0: the empirical Fisher of m samples has rank <= m and "
+            "is singular without it; pass e.g. damping=1.0"
+        )
+    if set(grads) != set(v):
+        raise ValueError(f"{what}: grads and v have different keys; build both from one model")
+    m = None
+    for k in v:
+        if grads[k].shape[1:] != v[k].shape:
+            raise ValueError(
+                f"{what}: grads[{k!r}] has shape {tuple(grads[k].shape)}, expected "
+                f"(m, {', '.join(map(str, v[k].shape))})"
+            )
+        m = grads[k].shape[0] if m is None else m
+        if grads[k].shape[0] != m:
+            raise ValueError(f"{what}: grads disagree on the number of samples m")
+    if not m:
+        raise ValueError(f"{what}: grads hold no sample; pass at least one per-sample gradient")
+    keys = list(v)
+    g = torch.cat([grads[k].reshape(m, -1) for k in keys], dim=1)  # (m, P)
+    vec = torch.cat([v[k].reshape(-1) for k in keys])
+    gram = (g @ g.T).double()
+    gram.diagonal().add_(m * damping)
+    gv = (g @ vec).double()
+    coef = torch.linalg.solve(gram, gv).to(g.dtype)
+    x = (vec - g.T @ coef) / damping
+    parts = torch.split(x, [v[k].numel() for k in keys])
+    return {k: p.view(v[k].shape) for k, p in zip(keys, parts, strict=True)}

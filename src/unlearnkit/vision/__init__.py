@@ -9,6 +9,7 @@ from unlearnkit.vision.methods import __all__ as _methods
 from unlearnkit.vision.models import (
     CIFARResNet18,
     CompactCIFARNet,
+    LeNet5,
     SmallCNN,
     TimmClassifier,
     build_model,
@@ -24,6 +25,7 @@ __all__ = [
     *_methods,
     "CIFARResNet18",
     "CompactCIFARNet",
+    "LeNet5",
     "SmallCNN",
     "TimmClassifier",
     "build_model",

@@ -248,7 +248,7 @@ def run_parser() -> Any:
             "--arch",
             type=str,
             default="small_cnn",
-            help="small_cnn | resnet18_cifar | compact_cifar | timm:<name>",
+            help="small_cnn | lenet5 | resnet18_cifar | compact_cifar | timm:<name>",
         )
         p.add_class_arguments(
             TrainSchedule, "training", help="schedule of the original and retrained models"

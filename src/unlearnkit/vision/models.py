@@ -14,13 +14,14 @@ __all__ = [
     "ARCHS",
     "CIFARResNet18",
     "CompactCIFARNet",
+    "LeNet5",
     "SmallCNN",
     "TimmClassifier",
     "build_model",
     "cifar_resnet18",
 ]
 
-ARCHS: tuple[str, ...] = ("small_cnn", "resnet18_cifar", "compact_cifar", "timm:<name>")
+ARCHS: tuple[str, ...] = ("small_cnn", "lenet5", "resnet18_cifar", "compact_cifar", "timm:<name>")
 
 
 def _conv_block(c_in: int, c_out: int, *, pool: bool) -> list[nn.Module]:
@@ -79,6 +80,62 @@ class SmallCNN(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate representation, float32 ``(N, 8 * width)``."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class LeNet5(nn.Module):
+    """LeNet-5: two 5x5 convolutions (6 and 16 filters), then 120 -> 84 -> classes.
+
+    LeCun, Bottou, Bengio & Haffner, "Gradient-Based Learning Applied to Document Recognition",
+    Proc. IEEE 86(11), 1998 (Sec. II.B), in the modern form with ReLU and max-pooling that the
+    IAU reference trains on CIFAR-10 (``CNN`` in ``train_model.py``, github.com/Lolo1222/IAU):
+    ``conv(in, 6, 5) -> ReLU -> maxpool 2 -> conv(6, 16, 5) -> ReLU -> maxpool 2 -> fc 400 -> 120
+    -> ReLU -> 84 -> ReLU -> classes``, no padding. An adaptive average pool to 5x5 before the
+    first fully connected layer is the identity for 32x32 inputs (the reference's) and lets
+    smaller images of at least 16x16 (Fashion-MNIST's 28x28) through.
+
+    Args:
+        in_channels: Input channels.
+        num_classes: Output logits.
+
+    Shapes:
+        ``forward``: float32 ``(N, in_channels, H, W)`` with ``H, W >= 16`` -> logits
+        ``(N, num_classes)``. ``features``: -> ``(N, 84)``.
+
+    Raises:
+        ValueError: If a size argument is not positive.
+    """
+
+    arch = "lenet5"
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        _check_positive(in_channels=in_channels, num_classes=num_classes)
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(5),
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(84, num_classes)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise with the layers' own (PyTorch default) init, in construction order."""
+        reset_submodules(self)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate representation, float32 ``(N, 84)``."""
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -255,7 +312,8 @@ def build_model(arch: str, *, num_classes: int, in_channels: int) -> nn.Module:
     """Build a randomly initialized classifier by name.
 
     Args:
-        arch: ``"small_cnn"`` (:class:`SmallCNN`), ``"resnet18_cifar"`` (:class:`CIFARResNet18`),
+        arch: ``"small_cnn"`` (:class:`SmallCNN`), ``"lenet5"`` (:class:`LeNet5`),
+            ``"resnet18_cifar"`` (:class:`CIFARResNet18`),
             ``"compact_cifar"`` (:class:`CompactCIFARNet`) or ``"timm:<name>"`` (any timm model,
             no pretrained weights).
         num_classes: Output logits.
@@ -276,6 +334,7 @@ def build_model(arch: str, *, num_classes: int, in_channels: int) -> nn.Module:
         return TimmClassifier(arch[len("timm:") :], num_classes, in_channels)
     builders = {
         "small_cnn": lambda: SmallCNN(in_channels=in_channels, num_classes=num_classes),
+        "lenet5": lambda: LeNet5(in_channels=in_channels, num_classes=num_classes),
         "resnet18_cifar": lambda: cifar_resnet18(num_classes, in_channels),
         "compact_cifar": lambda: CompactCIFARNet(num_classes, in_channels=in_channels),
     }

@@ -4,7 +4,10 @@ from unlearnkit.vision.methods.amnesiac import Amnesiac
 from unlearnkit.vision.methods.bad_teacher import BadTeacher
 from unlearnkit.vision.methods.boundary import BoundaryExpanding, BoundaryShrink
 from unlearnkit.vision.methods.finetune import FineTune, Retrain
+from unlearnkit.vision.methods.fisher_forgetting import FisherForgetting
 from unlearnkit.vision.methods.gradient_ascent import GradientAscent, NegGradPlus
+from unlearnkit.vision.methods.iau import IAU
+from unlearnkit.vision.methods.influence_unlearning import IU
 from unlearnkit.vision.methods.l1_sparse import L1Sparse
 from unlearnkit.vision.methods.last_layers import CFk, EUk
 from unlearnkit.vision.methods.random_label import RandomLabel
@@ -21,7 +24,10 @@ __all__ = [
     "CFk",
     "EUk",
     "FineTune",
+    "FisherForgetting",
     "GradientAscent",
+    "IAU",
+    "IU",
     "L1Sparse",
     "LFSSD",
     "NegGradPlus",

@@ -349,3 +349,63 @@ def test_worstcase_table_parses_its_selector_and_its_smoke_run_searches(tmp_path
     saved = json.loads((cell / "forget_sets" / "worst_case_10_pct.json").read_text())
     assert len(saved["forget"]) == 30  # 10 % of the smoke run's 300 training images
     assert (cell / "forget_classes_worst_case_10_pct.png").is_file()
+
+
+BASELINES = ["baselines_fmnist_random", "baselines_fmnist_class", "baselines_cifar10_random"]
+
+
+def test_baseline_tables_cover_the_library_and_their_experiments_parse():
+    from unlearnkit import list_methods
+
+    parser = run_parser()
+    for name in BASELINES:
+        spec = load_table(name)
+        cfg = parser.parse_object({**spec.experiment, "forget": spec.forget, "arch": spec.archs[0]})
+        methods = [type(m).__name__ for m in parser.instantiate(cfg).methods]
+        assert methods[0] == "Retrain" and spec.rows == ["original", "retrain", *methods[1:]]
+        assert spec.seeds == [0, 1, 2] and len(spec.forget) == 1
+        assert {"forget/ua", "retain/acc", "test/acc", "mia/efficacy", "gap/avg"} <= set(
+            spec.columns
+        )
+        for cell in spec.paper_cells:
+            assert cell.row in spec.rows and cell.metric in spec.columns, (name, cell)
+    # the Fashion-MNIST tables run every vision method of the library
+    every = set(list_methods()) - {"Retrain"}
+    for name in BASELINES[:2]:
+        assert set(load_table(name).rows[2:]) == every, name
+    # the SalUn paper's random-forgetting rows, each with its four numbers (secondary, to verify)
+    salun = load_table("baselines_fmnist_random")
+    filled = {(c.row, c.metric): c for c in salun.filled_cells}
+    assert filled[("retrain", "forget/ua")].value == 5.24
+    assert filled[("SalUn", "mia/efficacy")].value == 14.39
+    assert all(c.primary is False and "to verify" in c.source for c in filled.values())
+    assert {r for r, _ in filled} == {
+        "retrain",
+        "FineTune",
+        "RandomLabel",
+        "GradientAscent",
+        "IU",
+        "BoundaryExpanding",
+        "BoundaryShrink",
+        "L1Sparse",
+        "SalUn",
+    }
+
+
+def test_baselines_smoke_runs_every_method(tmp_path, capsys):
+    data = SHARED / "data" / "fashion-mnist"
+    if not data.exists():
+        pytest.skip(f"{data} absent (the real data lives in ../shared/data)")
+    args = ["reproduce", "baselines_fmnist_random", "--smoke", "--data_root", str(data)]
+    args += ["--output", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "SMOKE run" in out and "## Trend checks" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "results.json").read_text())
+    spec = load_table("baselines_fmnist_random")
+    assert {r["method"] for r in result["rows"]} == set(spec.rows)
+    assert not [r["method"] for r in result["rows"] if r.get("status") == "failed"]
+    for row in result["rows"]:
+        if row["method"] != "original":
+            assert 0.0 <= row["metrics"]["gap/avg"] <= 1.0, row["method"]

@@ -147,14 +147,14 @@ def test_report_shows_paper_numbers_differences_and_checks():
     # columns: D_r test, D_f test, D_r train, D_f train, MIA, time (percent / seconds)
     assert "| SSD | 87.00 ± 2.83 | — | — | 3.00 ± 2.83 | — | 1.50 ± 0.71 |" in text
     assert (
-        "| a | SSD | D_f acc, train | 3.00 ± 2.83 | 1.50 | +1.50 | no: other data | Paper, Table 9 |"
-        in text
+        "| a | mean over requests | SSD | D_f acc, train | 3.00 ± 2.83 | 1.50 | +1.50 "
+        "| no: other data | Paper, Table 9 |" in text
     )
     assert "1 of the 2 paper cells" in text
     # an empty cell is printed, with the paper column saying why it is empty
     assert (
-        "| a | SSD | D_r acc, test | 87.00 ± 2.83 | n/a (not available offline) | — | yes "
-        "| Paper, Table 9 |" in text
+        "| a | mean over requests | SSD | D_r acc, test | 87.00 ± 2.83 "
+        "| n/a (not available offline) | — | yes | Paper, Table 9 |" in text
     )
     checks = {c["claim"]: c for c in evaluate_checks(spec, aggregate(_rows()), "a")}
     assert checks["D_f ~ 0"]["status"] == "MISSED" and checks["D_f ~ 0"]["ours"] == "3.00"
@@ -285,7 +285,10 @@ def test_report_without_paper_numbers_prints_na_everywhere():
     header = {"date": "d", "machine": "m", "seeds": [0], "requests": ["r"], "mode": "test"}
     text = format_report(spec, _rows(), header=header)
     assert "compares nothing with the paper" in text
-    assert "| a | SSD | D_f acc, train | 3.00 ± 2.83 | n/a (not available offline) | — |" in text
+    assert (
+        "| a | mean over requests | SSD | D_f acc, train | 3.00 ± 2.83 "
+        "| n/a (not available offline) | — |" in text
+    )
 
 
 def test_csv_primary_tag_is_validated(tmp_path, monkeypatch):

@@ -301,9 +301,9 @@ def format_report(
     cells = [
         (arch, request, row, metric, cell)
         for arch in archs
-        for request in requests
         for row in spec.rows
         for metric in spec.columns
+        for request in requests  # a row's requests side by side
         if (cell := spec.paper_cell(arch, row, metric, request)) is not None
     ]
     missing = [c for c in cells if c[4].value is None]

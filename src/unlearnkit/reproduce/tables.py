@@ -53,13 +53,14 @@ A forget request is named by its label, the one the report prints: ``name:`` of 
 (``table,setting,request,row,metric,paper_value,source,primary,setting_matches,note``):
 ``setting`` is the arch the cell is compared with; ``request``, when not empty, is the label of
 the forget request whose mean ± std over seeds the cell is compared with (empty or absent: the
-mean over the table's requests, the main table's cell); ``paper_value`` is in the units our table prints (percent for
-accuracies and attack rates, seconds for times) or empty when the number could not be read
-(the report then prints "n/a (not available offline)"); ``source`` names the paper and table and,
-for a filled cell, where the number was read (URL or repository file); ``primary`` is ``yes``
-(the paper or its authors' repository) or ``no`` (a third party's report) for a filled cell and
-empty for an empty one; ``setting_matches`` is ``yes`` or ``no`` and ``note`` says what differs
-(data set, architecture, schedule).
+mean over the table's requests, the main table's cell); ``paper_value`` is in the units our
+table prints (percent for accuracies and attack rates, seconds for times) or empty when the
+number could not be read (the report then prints "n/a (not available offline)"); ``source``
+names the paper and table and, for a filled cell, where the number was read (URL or repository
+file); ``primary`` is ``yes`` (the paper or its authors' repository) or ``no`` (a third party's
+report) for a filled cell and empty for an empty one; ``setting_matches`` is ``yes`` or ``no``
+and ``note`` says what differs (data set, architecture, schedule). At most one cell per
+(setting, request, row, metric).
 
 A table with ``paper_comparison: true`` (the default) must have at least one filled cell.
 """

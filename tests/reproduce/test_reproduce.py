@@ -15,6 +15,7 @@ from unlearnkit.data import ForgetSpec
 from unlearnkit.reproduce import aggregate, format_report, list_tables, load_table
 from unlearnkit.reproduce.runner import evaluate_checks
 from unlearnkit.reproduce.tables import PaperCell
+from unlearnkit.reproduce.tables import tables_dir as shipped_tables_dir
 from unlearnkit.vision.experiment import run_parser
 
 TABLES = [
@@ -147,14 +148,14 @@ def test_report_shows_paper_numbers_differences_and_checks():
     # columns: D_r test, D_f test, D_r train, D_f train, MIA, time (percent / seconds)
     assert "| SSD | 87.00 ± 2.83 | — | — | 3.00 ± 2.83 | — | 1.50 ± 0.71 |" in text
     assert (
-        "| a | SSD | D_f acc, train | 3.00 ± 2.83 | 1.50 | +1.50 | no: other data | Paper, Table 9 |"
-        in text
+        "| a | mean over requests | SSD | D_f acc, train | 3.00 ± 2.83 | 1.50 | +1.50 "
+        "| no: other data | Paper, Table 9 |" in text
     )
     assert "1 of the 2 paper cells" in text
     # an empty cell is printed, with the paper column saying why it is empty
     assert (
-        "| a | SSD | D_r acc, test | 87.00 ± 2.83 | n/a (not available offline) | — | yes "
-        "| Paper, Table 9 |" in text
+        "| a | mean over requests | SSD | D_r acc, test | 87.00 ± 2.83 "
+        "| n/a (not available offline) | — | yes | Paper, Table 9 |" in text
     )
     checks = {c["claim"]: c for c in evaluate_checks(spec, aggregate(_rows()), "a")}
     assert checks["D_f ~ 0"]["status"] == "MISSED" and checks["D_f ~ 0"]["ours"] == "3.00"
@@ -270,7 +271,13 @@ def test_every_table_claiming_a_paper_comparison_has_a_filled_cell():
             assert spec.filled_cells, f"{name} claims a paper comparison but has no filled cell"
             with_targets.append(name)
     # what the README promises: these tables print paper numbers (the others print n/a)
-    assert with_targets == ["recsys_movielens", "ssd_fullclass_cifar10"]
+    assert with_targets == [
+        "baselines_cifar10_random",
+        "baselines_fmnist_random",
+        "recsys_movielens",
+        "ssd_fullclass_cifar10",
+        "worstcase_fmnist",
+    ]
     cifar = load_table("ssd_fullclass_cifar10")
     ssd = cifar.paper_cell("resnet18_cifar", "SSD", "test/acc")
     # mean of the five per-class retain accuracies the source lists for classes 0-4
@@ -285,7 +292,10 @@ def test_report_without_paper_numbers_prints_na_everywhere():
     header = {"date": "d", "machine": "m", "seeds": [0], "requests": ["r"], "mode": "test"}
     text = format_report(spec, _rows(), header=header)
     assert "compares nothing with the paper" in text
-    assert "| a | SSD | D_f acc, train | 3.00 ± 2.83 | n/a (not available offline) | — |" in text
+    assert (
+        "| a | mean over requests | SSD | D_f acc, train | 3.00 ± 2.83 "
+        "| n/a (not available offline) | — |" in text
+    )
 
 
 def test_csv_primary_tag_is_validated(tmp_path, monkeypatch):
@@ -340,7 +350,9 @@ def test_worstcase_table_parses_its_selector_and_its_smoke_run_searches(tmp_path
     args = ["reproduce", "worstcase_fmnist", "--smoke", "--data_root", str(data)]
     args += ["--output", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
     assert main(args) == 0
-    assert "SMOKE run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "SMOKE run" in out and "| small_cnn | worst_case 10 % | retrain | UA | " in out
+    assert "## Per forget request" not in out  # the smoke run has one request
     (run_dir,) = (tmp_path / "runs").iterdir()
     result = json.loads((run_dir / "results.json").read_text())
     assert {r["forget"] for r in result["rows"]} == {"worst_case 10 %"}
@@ -409,3 +421,201 @@ def test_baselines_smoke_runs_every_method(tmp_path, capsys):
     for row in result["rows"]:
         if row["method"] != "original":
             assert 0.0 <= row["metrics"]["gap/avg"] <= 1.0, row["method"]
+
+
+# -- per forget request: paper cells and trend checks of one request ------------------------------
+def _two_request_spec():
+    """``ssd_fullclass_fmnist`` with the requests of :func:`_rows` (and one that did not run)."""
+    spec = load_table("ssd_fullclass_fmnist")
+    spec.archs, spec.paper_comparison = ["a"], True
+    spec.requests = ["class[0]", "class[1]", "class[2]"]
+    return spec
+
+
+def test_per_request_cells_and_tables_hand_computed():
+    spec = _two_request_spec()
+    spec.paper_cells = [
+        PaperCell("a", "SSD", "forget/acc", 1.0, "Paper", False, "x", False, request="class[1]"),
+        PaperCell("a", "SSD", "forget/acc", 2.5, "Paper", False, "x", True),
+        PaperCell("a", "SSD", "test/acc", 80.0, "Paper", False, "x", True, request="class[2]"),
+    ]
+    spec.checks = []
+    header = {"date": "d", "machine": "m", "seeds": [0, 1], "requests": ["r"], "mode": "test"}
+    text = format_report(spec, _rows(), header=header)
+    # SSD forget acc in class[1]: seeds 0.02 and 0.06 -> 4.00 ± 2.83 (sample std 0.04 / sqrt 2)
+    assert (
+        "| a | class[1] | SSD | D_f acc, train | 4.00 ± 2.83 | 1.00 | +3.00 | no: x "
+        "| Paper (secondary) |" in text
+    )
+    # a cell without a request keeps the mean over the requests: (0.01 + 0.05) / 2 = 3.00
+    assert (
+        "| a | mean over requests | SSD | D_f acc, train | 3.00 ± 2.83 | 2.50 | +0.50 | no: x "
+        "| Paper (primary) |" in text
+    )
+    # a request that did not run: no number of ours, no difference
+    assert (
+        "| a | class[2] | SSD | D_r acc, test | — | 80.00 | — | no: x | Paper (primary) |" in text
+    )
+    # one table per request, in the spec's order, between the main table and the comparison
+    first, second = text.index("### a: class[0]"), text.index("### a: class[1]")
+    assert text.index("## Per forget request") < first < second < text.index("## Paper comparison")
+    # class[0] SSD: test acc 0.90 / 0.86, forget acc 0.00 / 0.04, time 1 s / 2 s
+    row0 = "| SSD | 88.00 ± 2.83 | — | — | 2.00 ± 2.83 | — | 1.50 ± 0.71 |"
+    row1 = "| SSD | 86.00 ± 2.83 | — | — | 4.00 ± 2.83 | — | 1.50 ± 0.71 |"
+    assert first < text.index(row0) < second < text.index(row1)
+    # one request: no per-request section (the main table is that request)
+    one = [r for r in _rows() if r["forget"] == "class[0]"]
+    assert "## Per forget request" not in format_report(spec, one, header=header)
+
+
+def test_per_request_checks_hand_computed():
+    spec = _two_request_spec()
+    across = {"request": "class[1]", "of_request": "class[0]"}
+    spec.checks = [
+        {"row": "SSD", "metric": "forget/acc", **across, "at_least_ratio": 1.5, "claim": "up"},
+        {"row": "SSD", "metric": "forget/acc", **across, "at_most_ratio": 1.5, "claim": "down"},
+        {
+            "row": "SSD",
+            "metric": "test/acc",
+            "request": "class[1]",
+            "of_row": "original",
+            "within": 0.03,
+            "claim": "kept",
+        },
+        {
+            "row": "SSD",
+            "metric": "forget/acc",
+            "request": "class[0]",
+            "at_most": 0.01,
+            "claim": "0",
+        },
+        {
+            "row": "SSD",
+            "metric": "forget/acc",
+            "request": "class[2]",
+            "at_most": 0.01,
+            "claim": "?",
+        },
+    ]
+    per_request = aggregate(_rows(), group=("arch", "forget", "method"))
+    results = evaluate_checks(spec, aggregate(_rows()), "a", per_request=per_request)
+    res = {r["claim"]: r for r in results}
+    # SSD forget acc: class[1] (0.02 + 0.06) / 2 = 0.04, class[0] (0.00 + 0.04) / 2 = 0.02
+    assert res["up"]["ours"] == "2" and res["up"]["status"] == "met"
+    assert res["up"]["target"] == "SSD [class[1]] / SSD [class[0]] ≥ 1.5"
+    assert res["down"]["status"] == "MISSED" and res["up"]["request"] == "class[1]"
+    # class[1] SSD test acc (0.88 + 0.84) / 2 = 0.86 against the original's 0.91: -5 points
+    assert res["kept"]["ours"] == "-5.00" and res["kept"]["status"] == "MISSED"
+    assert res["kept"]["target"] == "abs(SSD − original) ≤ 3.00 (class[1])"
+    assert res["0"]["ours"] == "2.00" and res["0"]["status"] == "MISSED"
+    assert res["?"]["status"] == "n/a" and res["?"]["ours"] == "—"  # class[2] did not run
+    with pytest.raises(ValueError, match="pass per_request="):
+        evaluate_checks(spec, aggregate(_rows()), "a")
+
+
+def _write_table(tmp_path, monkeypatch, *, checks=None, csv_lines=None, forget=None):
+    """A copy of ``ssd_random_cifar10`` (one request, ``random 83 (seed 0)``) as table ``t``."""
+    import yaml
+
+    from unlearnkit.reproduce import tables
+
+    doc = yaml.safe_load((shipped_tables_dir() / "ssd_random_cifar10.yaml").read_text())
+    if checks is not None:
+        doc["checks"] = checks
+    if forget is not None:
+        doc["grid"]["forget"] = forget
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(doc))
+    if csv_lines is not None:
+        (tmp_path / "t.csv").write_text("\n".join(csv_lines) + "\n")
+    monkeypatch.setattr(tables, "tables_dir", lambda: tmp_path)
+    return tables
+
+
+def test_csv_request_column_is_optional_and_validated(tmp_path, monkeypatch):
+    from unlearnkit.reproduce import tables
+
+    old = ",".join(tables.CSV_COLUMNS)  # the header without a request column still loads
+    cell = "SSD,forget/acc,12.5,https://example.org/paper,no,no,other data"
+    _write_table(tmp_path, monkeypatch, csv_lines=[old, f"t,compact_cifar,{cell}"])
+    (loaded,) = load_table("t").paper_cells
+    assert loaded.request is None and loaded.value == 12.5
+    new = ",".join(tables.CSV_COLUMNS_WITH_REQUEST)
+    lines = [new, f"t,compact_cifar,random 83 (seed 0),{cell}", f"t,compact_cifar,,{cell}"]
+    _write_table(tmp_path, monkeypatch, csv_lines=lines)
+    spec = load_table("t")
+    assert [c.request for c in spec.paper_cells] == ["random 83 (seed 0)", None]
+    assert spec.paper_cell("compact_cifar", "SSD", "forget/acc", "random 83 (seed 0)").value == 12.5
+    _write_table(tmp_path, monkeypatch, csv_lines=[new, f"t,compact_cifar,random 10 %,{cell}"])
+    with pytest.raises(ValueError) as err:
+        load_table("t")
+    message = str(err.value)
+    assert "t.csv:2: request 'random 10 %' is not a forget request" in message
+    assert "valid requests: 'random 83 (seed 0)'" in message and "\n" not in message
+    lines = [new, f"t,compact_cifar,,{cell}", f"t,compact_cifar,,{cell}"]
+    _write_table(tmp_path, monkeypatch, csv_lines=lines)
+    with pytest.raises(ValueError, match="t.csv:3: a second cell"):
+        load_table("t")
+
+
+def test_check_requests_are_validated(tmp_path, monkeypatch):
+    base = {"row": "SSD", "metric": "forget/acc"}
+    valid = "random 83 (seed 0)"
+    bad = [
+        ({**base, "request": "class 0", "at_most": 0.1}, "names request 'class 0'"),
+        (
+            {**base, "request": valid, "of_request": "nope", "at_most_ratio": 1.0},
+            "names of_request 'nope'",
+        ),
+        ({**base, "of_request": valid, "within": 0.1}, "has of_request but no request"),
+        ({**base, "request": valid, "of_request": valid, "within": 0.1}, "with itself"),
+        ({**base, "request": valid, "of_request": valid, "at_most": 0.1}, "needs a comparison"),
+        ({**base, "at_least_ratio": 2.0}, "needs of_row or of_request"),
+    ]
+    for check, match in bad:
+        _write_table(tmp_path, monkeypatch, checks=[check])
+        with pytest.raises(ValueError) as err:
+            load_table("t")
+        message = str(err.value)
+        assert match in message and "t.yaml" in message and "\n" not in message, message
+    _write_table(tmp_path, monkeypatch, checks=[bad[0][0]])
+    with pytest.raises(ValueError, match=r"valid requests: 'random 83 \(seed 0\)'"):
+        load_table("t")
+    twice = [{"kind": "random", "count": 83, "seed": 0}] * 2
+    _write_table(tmp_path, monkeypatch, checks=[], forget=twice)
+    with pytest.raises(ValueError, match="several requests labelled 'random 83 \\(seed 0\\)'"):
+        load_table("t")
+    ok = {**base, "request": valid, "of_row": "retrain", "within": 0.05}
+    _write_table(tmp_path, monkeypatch, checks=[ok])
+    assert load_table("t").checks == [ok]
+
+
+def test_worstcase_table_compares_per_request_cells_and_checks():
+    spec = load_table("worstcase_fmnist")
+    worst, rand = "worst_case 10 %", "random 10 % (seed 0)"
+    assert spec.requests == [worst, rand] and spec.paper_comparison
+    assert len(spec.filled_cells) == len(spec.paper_cells) == 10
+    for cell in spec.paper_cells:
+        assert cell.request in (worst, rand) and cell.primary is False
+        assert "secondary source" in cell.source and "to verify" in cell.note
+    paper = {
+        ("retrain", "forget/ua"): (5.28, 0.00),
+        ("retrain", "mia/efficacy"): (12.86, 0.00),
+        ("RandomLabel", "gap/avg"): (4.38, 24.88),
+        ("SalUn", "gap/avg"): (1.89, 24.51),
+        ("FineTune", "gap/avg"): (2.00, 1.37),
+    }
+    for (row, metric), (on_random, on_worst) in paper.items():
+        assert spec.paper_cell("small_cnn", row, metric, rand).value == on_random
+        assert spec.paper_cell("small_cnn", row, metric, worst).value == on_worst
+        assert spec.paper_cell("small_cnn", row, metric) is None  # no mean-over-requests cell
+    # the paper's own numbers meet the spec's checks (ratios worst / random)
+    rows = [
+        {"arch": "small_cnn", "seed": 0, "forget": req, "method": row, "metrics": {metric: v / 100}}
+        for (row, metric), values in paper.items()
+        for req, v in zip((rand, worst), values, strict=True)
+    ]
+    per_request = aggregate(rows, group=("arch", "forget", "method"))
+    results = evaluate_checks(spec, aggregate(rows), "small_cnn", per_request=per_request)
+    assert [r["status"] for r in results] == ["met"] * 5
+    # RandomLabel 24.88 / 4.38 = 5.68; FineTune 1.37 / 2.00 = 0.685
+    assert [r["ours"] for r in results] == ["0", "0", "5.68", "13", "0.685"]

@@ -99,66 +99,110 @@ def _cell(metric: str, agg: Aggregate | None) -> str:
 
 
 def evaluate_checks(
-    spec: TableSpec, stats: Mapping[tuple[Any, ...], Mapping[str, Aggregate]], arch: str
+    spec: TableSpec,
+    stats: Mapping[tuple[Any, ...], Mapping[str, Aggregate]],
+    arch: str,
+    *,
+    per_request: Mapping[tuple[Any, ...], Mapping[str, Aggregate]] | None = None,
 ) -> list[dict[str, Any]]:
     """The spec's trend checks on one arch's aggregates.
 
     Kinds: ``at_most``/``at_least`` (the row's mean against a fixed value, metric units),
-    ``within`` (|row − of_row| <= value), ``at_most_ratio`` (row / of_row <= value),
-    ``among_smallest`` (the row's mean ranks within the k smallest of the unlearning methods'
-    rows of the table, ``original`` and ``retrain`` excluded; ties share the better rank).
+    ``within`` (|row − reference| <= value), ``at_most_ratio`` / ``at_least_ratio`` (row /
+    reference <= / >= value; n/a when the reference is not positive), ``among_smallest`` (the
+    row's mean ranks within the k smallest of the unlearning methods' rows of the table,
+    ``original`` and ``retrain`` excluded; ties share the better rank). The row is read in the
+    check's ``request`` (default: the mean over the requests); the reference is ``of_row``
+    (default: the row itself) in ``of_request`` (default: the check's ``request``).
+
+    Args:
+        spec: the table spec.
+        stats: ``aggregate(rows)``, keyed ``(arch, row)``.
+        arch: the arch whose numbers are checked.
+        per_request: ``aggregate(rows, group=("arch", "forget", "method"))``, keyed ``(arch,
+            request label, row)``; needed by checks that name a request.
 
     Returns:
-        One dict per check: ``claim``, ``ours`` (text), ``target`` (text), ``status``
-        (``"met"``, ``"MISSED"`` or ``"n/a"`` when a number is missing).
+        One dict per check: ``claim``, ``arch``, ``row``, ``metric``, ``request`` (or None),
+        ``ours`` (text), ``target`` (text), ``status`` (``"met"``, ``"MISSED"`` or ``"n/a"``
+        when a number is missing).
+
+    Raises:
+        ValueError: a check names a request and ``per_request`` was not given.
     """
+
+    def lookup(row: str, metric: str, request: str | None) -> Aggregate | None:
+        if request is None:
+            return stats.get((arch, row), {}).get(metric)
+        if per_request is None:
+            raise ValueError(
+                f"the check of {row} {metric} names the request {request!r}: pass "
+                "per_request=aggregate(rows, group=('arch', 'forget', 'method'))"
+            )
+        return per_request.get((arch, request, row), {}).get(metric)
+
+    def name(row: str, request: str | None, *, tagged: bool) -> str:
+        return f"{row} [{request}]" if tagged and request is not None else row
+
     results = []
     for check in spec.checks:
         row, metric = check["row"], check["metric"]
-        ours = stats.get((arch, row), {}).get(metric)
-        ref_row = check.get("of_row")
-        ref = stats.get((arch, ref_row), {}).get(metric) if ref_row else None
+        request = check.get("request")
+        ours = lookup(row, metric, request)
+        ref_row = check.get("of_row", row)
+        ref_request = check.get("of_request", request)
+        ref = (
+            lookup(ref_row, metric, ref_request)
+            if ("of_row" in check or "of_request" in check)
+            else None
+        )
+        across = ref_request != request  # name the requests in the target text
+        lhs, rhs = name(row, request, tagged=across), name(ref_row, ref_request, tagged=across)
+        where = f" ({request})" if request is not None and not across else ""
         status, ours_text, target = "n/a", "—", ""
         if "at_most" in check or "at_least" in check:
             bound = float(check.get("at_most", check.get("at_least")))
             sign = "≤" if "at_most" in check else "≥"
-            target = f"{sign} {format_value(metric, bound)}"
+            target = f"{sign} {format_value(metric, bound)}{where}"
             if ours is not None:
                 ours_text = format_value(metric, ours.mean)
                 ok = ours.mean <= bound if "at_most" in check else ours.mean >= bound
                 status = "met" if ok else "MISSED"
         elif "within" in check:
             tol = float(check["within"])
-            target = f"abs({row} − {ref_row}) ≤ {_display(metric, tol):.2f}"
+            target = f"abs({lhs} − {rhs}) ≤ {_display(metric, tol):.2f}{where}"
             if ours is not None and ref is not None:
                 diff = ours.mean - ref.mean
                 ours_text = f"{_display(metric, diff):+.2f}"
                 status = "met" if abs(diff) <= tol else "MISSED"
         elif "among_smallest" in check:
             k = int(check["among_smallest"])
-            target = f"rank ≤ {k} of the methods (1 = smallest)"
+            target = f"rank ≤ {k} of the methods (1 = smallest){where}"
             others = [
                 agg.mean
-                for name in spec.rows
-                if name not in ("original", "retrain", row)
-                and (agg := stats.get((arch, name), {}).get(metric)) is not None
+                for other in spec.rows
+                if other not in ("original", "retrain", row)
+                and (agg := lookup(other, metric, request)) is not None
             ]
             if ours is not None:
                 rank = 1 + sum(value < ours.mean for value in others)
                 ours_text = f"rank {rank} of {len(others) + 1} ({format_value(metric, ours.mean)})"
                 status = "met" if rank <= k else "MISSED"
         else:
-            ratio = float(check["at_most_ratio"])
-            target = f"{row} / {ref_row} ≤ {ratio:g}"
+            at_most = "at_most_ratio" in check
+            ratio = float(check["at_most_ratio" if at_most else "at_least_ratio"])
+            target = f"{lhs} / {rhs} {'≤' if at_most else '≥'} {ratio:g}{where}"
             if ours is not None and ref is not None and ref.mean > 0:
-                ours_text = f"{ours.mean / ref.mean:.3g}"
-                status = "met" if ours.mean / ref.mean <= ratio else "MISSED"
+                value = ours.mean / ref.mean
+                ours_text = f"{value:.3g}"
+                status = "met" if (value <= ratio if at_most else value >= ratio) else "MISSED"
         results.append(
             {
                 "claim": check.get("claim", f"{row} {metric}"),
                 "arch": arch,
                 "row": row,
                 "metric": metric,
+                "request": request,
                 "ours": ours_text,
                 "target": target,
                 "status": status,
@@ -185,13 +229,41 @@ def machine_description() -> str:
     )
 
 
+def _table_lines(
+    spec: TableSpec, stats: Mapping[tuple[Any, ...], Mapping[str, Aggregate]], key: Callable
+) -> list[str]:
+    """One Markdown table: a line per spec row, a column per metric; ``key(row)`` is the
+    ``stats`` key of a row."""
+    heads = [
+        LABELS.get(c, c)
+        + (" (%)" if is_percent_metric(c) else " (s)" if is_seconds_metric(c) else "")
+        for c in spec.columns
+    ]
+    lines = ["| row | " + " | ".join(heads) + " |", "| --- |" + " ---: |" * len(spec.columns)]
+    for row in spec.rows:
+        cells = [_cell(c, stats.get(key(row), {}).get(c)) for c in spec.columns]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _requests_of(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The request labels in ``rows``: the spec's order first, then any other as they appear."""
+    present = list(dict.fromkeys(str(r["forget"]) for r in rows))
+    return [r for r in spec.requests if r in present] + [
+        r for r in present if r not in spec.requests
+    ]
+
+
 def format_report(
     spec: TableSpec,
     rows: Sequence[Mapping[str, Any]],
     *,
     header: Mapping[str, Any],
 ) -> str:
-    """The Markdown report: one table per arch (mean ± std), the paper comparison, the checks.
+    """The Markdown report: one table per arch (mean ± std), with more than one forget request
+    the "Per forget request" tables (:func:`format_per_request`), the paper comparison (each
+    cell against the mean over the requests or, for a cell with a ``request``, that request's
+    mean), the checks.
 
     Args:
         spec: the table spec.
@@ -202,37 +274,39 @@ def format_report(
         Markdown text ending in a newline.
     """
     stats = aggregate(rows)
+    per_request = aggregate(rows, group=("arch", "forget", "method"))
     archs = list(dict.fromkeys(str(r["arch"]) for r in rows))
+    several = len(_requests_of(spec, rows)) > 1
     lines = [
         f"# `{spec.name}`: {spec.title}",
         "",
         f"Paper: {spec.paper}.",
         f"Run: {header['date']} on {header['machine']}.",
         f"Seeds {header['seeds']}; forget requests {header['requests']}; {header['mode']}.",
-        "Cells: mean ± std over seeds (each seed averaged over the forget requests); accuracies "
-        "and attack rates in percent, times in seconds.",
+        "Cells: mean ± std over seeds (each seed averaged over the forget requests"
+        + (
+            "; the per-request tables and the paper cells that name a request: that request alone"
+            if several
+            else ""
+        )
+        + "); accuracies and attack rates in percent, times in seconds.",
     ]
     for arch in archs:
         lines += ["", f"## {arch}", ""]
-        heads = [
-            LABELS.get(c, c)
-            + (" (%)" if is_percent_metric(c) else " (s)" if is_seconds_metric(c) else "")
-            for c in spec.columns
-        ]
-        lines.append("| row | " + " | ".join(heads) + " |")
-        lines.append("| --- |" + " ---: |" * len(spec.columns))
-        for row in spec.rows:
-            cells = [_cell(c, stats.get((arch, row), {}).get(c)) for c in spec.columns]
-            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines += _table_lines(spec, stats, lambda row, arch=arch: (arch, row))
+    if several:
+        lines += ["", format_per_request(spec, rows).rstrip("\n")]
     lines += ["", "## Paper comparison", ""]
+    requests = [None, *spec.requests]
     cells = [
-        (arch, row, metric, cell)
+        (arch, request, row, metric, cell)
         for arch in archs
         for row in spec.rows
         for metric in spec.columns
-        if (cell := spec.paper_cell(arch, row, metric)) is not None
+        for request in requests  # a row's requests side by side
+        if (cell := spec.paper_cell(arch, row, metric, request)) is not None
     ]
-    missing = [c for c in cells if c[3].value is None]
+    missing = [c for c in cells if c[4].value is None]
     if not spec.paper_comparison:
         lines.append(
             "No number of the paper for this setting could be read offline, so this table "
@@ -248,19 +322,23 @@ def format_report(
         lines.append(
             f"{len(missing)} of the {len(cells)} paper cells for these archs are empty in "
             f"`{spec.name}.csv` (not obtainable offline; never guessed): "
-            + ", ".join(f"{r} {LABELS.get(m, m)}" for a, r, m, _ in missing[:6])
+            + ", ".join(f"{r} {LABELS.get(m, m)}" for _, _, r, m, _ in missing[:6])
             + (", ..." if len(missing) > 6 else "")
         )
         lines.append("")
     if cells:
         lines.append(
-            "| arch | row | metric | ours | paper | Δ (ours − paper) | setting matches | source |"
+            "| arch | request | row | metric | ours | paper | Δ (ours − paper) | setting matches "
+            "| source |"
         )
-        lines.append("| --- | --- | --- | ---: | ---: | ---: | --- | --- |")
+        lines.append("| --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |")
     else:
         lines.append(f"`{spec.name}.csv` has no paper cell for these archs.")
-    for arch, row, metric, cell in cells:
-        agg = stats.get((arch, row), {}).get(metric)
+    for arch, request, row, metric, cell in cells:
+        if request is None:
+            agg = stats.get((arch, row), {}).get(metric)
+        else:
+            agg = per_request.get((arch, request, row), {}).get(metric)
         matches = "yes" if cell.setting_matches else f"no: {cell.note}"
         if cell.value is None:
             paper, delta, source = NOT_AVAILABLE, "—", cell.source
@@ -270,15 +348,15 @@ def format_report(
             kind = {True: " (primary)", False: " (secondary)", None: ""}[cell.primary]
             source = f"{cell.source}{kind}"
         lines.append(
-            f"| {arch} | {row} | {LABELS.get(metric, metric)} | {_cell(metric, agg)} "
-            f"| {paper} | {delta} | {matches} | {source} |"
+            f"| {arch} | {request or 'mean over requests'} | {row} | {LABELS.get(metric, metric)} "
+            f"| {_cell(metric, agg)} | {paper} | {delta} | {matches} | {source} |"
         )
     if spec.checks:
         lines += ["", "## Trend checks (the paper's claims on our numbers)", ""]
         lines.append("| arch | claim | ours | target | status |")
         lines.append("| --- | --- | ---: | --- | --- |")
         for arch in archs:
-            for res in evaluate_checks(spec, stats, arch):
+            for res in evaluate_checks(spec, stats, arch, per_request=per_request):
                 lines.append(
                     f"| {arch} | {res['claim']} | {res['ours']} | {res['target']} | {res['status']} |"
                 )
@@ -397,8 +475,8 @@ def run_grid(
     ``parser``; for each seed the methods are re-seeded (:func:`~unlearnkit.runs.with_params`)
     and ``run_cell(init, methods, seed=, output=, name=, cache_dir=, trainer=, config=)`` runs
     the experiment into ``<run dir>/<time>-<arch>-seed<seed>`` and returns its result (with
-    ``rows``). ``table.md`` (:func:`format_report` and :func:`format_per_request`) and
-    ``results.json`` (header, config, rows, ``aggregate`` over seeds and ``per_request``) are
+    ``rows``). ``table.md`` (:func:`format_report`, with the per-request tables when the grid
+    ran more than one request) and ``results.json`` (header, config, rows, ``aggregate`` over seeds and ``per_request``) are
     written at the end; a failed grid leaves no empty run directory.
 
     Args:
@@ -496,8 +574,7 @@ def run_grid(
             for m, a in metrics.items()
         ],
     }
-    full = markdown + "\n" + format_per_request(spec, all_rows)
-    atomic_write_bytes(run_dir / "table.md", full.encode())
+    atomic_write_bytes(run_dir / "table.md", markdown.encode())
     text = json.dumps(document, indent=2, default=str, allow_nan=False)
     atomic_write_bytes(run_dir / "results.json", text.encode())
     return markdown, run_dir
@@ -515,21 +592,16 @@ def _plain_number(value: Any) -> Any:
 
 
 def format_per_request(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: mean ± std over seeds for each (arch, forget request, row)."""
+    """Markdown "Per forget request": for each arch and forget request (in the spec's order), a
+    table of mean ± std over seeds laid out as the main table."""
     stats = aggregate(rows, group=("arch", "forget", "method"))
-    lines = ["## Per forget request", ""]
-    lines.append(
-        "| arch | request | row | " + " | ".join(LABELS.get(c, c) for c in spec.columns) + " |"
-    )
-    lines.append("| --- | --- | --- |" + " ---: |" * len(spec.columns))
-    for arch, forget, method in sorted(stats, key=lambda k: (k[0], k[1], _row_order(spec, k[2]))):
-        cells = [_cell(c, stats[arch, forget, method].get(c)) for c in spec.columns]
-        lines.append(f"| {arch} | {forget} | {method} | " + " | ".join(cells) + " |")
+    archs = list(dict.fromkeys(str(r["arch"]) for r in rows))
+    lines = ["## Per forget request"]
+    for arch in archs:
+        for request in _requests_of(spec, [r for r in rows if str(r["arch"]) == arch]):
+            lines += ["", f"### {arch}: {request}", ""]
+            lines += _table_lines(spec, stats, lambda row, a=arch, q=request: (a, q, row))
     return "\n".join(lines) + "\n"
-
-
-def _row_order(spec: TableSpec, method: str) -> int:
-    return spec.rows.index(method) if method in spec.rows else len(spec.rows)
 
 
 # ------------------------------------------------------------------------------------------

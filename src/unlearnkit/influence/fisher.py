@@ -24,7 +24,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from unlearnkit.influence.per_sample import (
     LossFn,
@@ -33,6 +32,7 @@ from unlearnkit.influence.per_sample import (
     _functional_parts,
     _model_device,
     _split_batch,
+    batch_loss_gradients,
     eval_mode,
     make_per_sample_grad_fn,
     select_params,
@@ -190,16 +190,9 @@ def fisher_diagonal(
             for batch in loader:
                 x, y = _split_batch(batch)
                 x, y = x.to(dev), y.to(dev)
-                leaves = {n: p.detach().requires_grad_(True) for n, p in selected.items()}
-                with torch.enable_grad():
-                    out = functional_call(model, (leaves, frozen, buffers), (x,))
-                    loss = loss_fn(out, y)
-                    if loss.dim() != 0:
-                        raise ValueError(
-                            f"fisher_diagonal: loss_fn must return a scalar (mean over the batch), "
-                            f"got shape {tuple(loss.shape)}"
-                        )
-                    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+                grads = batch_loss_gradients(
+                    model, selected, frozen, buffers, x, y, loss_fn, "fisher_diagonal"
+                )
                 for s, g in zip(sums.values(), grads, strict=True):
                     if g is not None:
                         s.add_(_abs_pow(g, power))

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from unlearnkit.influence.per_sample import (
     LossFn,
@@ -25,6 +24,7 @@ from unlearnkit.influence.per_sample import (
     _functional_parts,
     _model_device,
     _split_batch,
+    batch_loss_gradients,
     eval_mode,
     select_params,
 )
@@ -83,15 +83,9 @@ def mean_gradient(
             b = x.shape[0]
             if b == 0:
                 continue
-            leaves = {n: p.detach().requires_grad_(True) for n, p in selected.items()}
-            with torch.enable_grad():
-                loss = loss_fn(functional_call(model, (leaves, frozen, buffers), (x,)), y)
-                if loss.dim() != 0:
-                    raise ValueError(
-                        f"mean_gradient: loss_fn must return a scalar (mean over the batch), "
-                        f"got shape {tuple(loss.shape)}"
-                    )
-                grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+            grads = batch_loss_gradients(
+                model, selected, frozen, buffers, x, y, loss_fn, "mean_gradient"
+            )
             for t, g in zip(total.values(), grads, strict=True):
                 if g is not None:
                     t.add_(g, alpha=b)

@@ -187,6 +187,40 @@ def _functional_parts(
     return sel, frozen, buffers
 
 
+def batch_loss_gradients(
+    model: nn.Module,
+    selected: dict[str, nn.Parameter],
+    frozen: dict[str, Tensor],
+    buffers: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    loss_fn: LossFn,
+    caller: str,
+) -> tuple[Tensor | None, ...]:
+    """Gradient of one batch's scalar loss ``loss_fn(f(x), y)`` w.r.t. ``selected``.
+
+    The model runs through ``torch.func.functional_call`` on fresh leaves of the selected
+    parameters (the frozen ones and the buffers as given by :func:`_functional_parts`), so the
+    model's own ``.grad`` is never touched. Shared by :func:`~unlearnkit.influence.fisher.fisher_diagonal`
+    (``batch_empirical``) and :func:`~unlearnkit.influence.gradients.mean_gradient`.
+
+    Returns:
+        One gradient per selected parameter, in ``selected``'s order (``None`` where unused).
+
+    Raises:
+        ValueError: ``loss_fn`` did not return a scalar (``caller`` names the public function).
+    """
+    leaves = {n: p.detach().requires_grad_(True) for n, p in selected.items()}
+    with torch.enable_grad():
+        loss = loss_fn(functional_call(model, (leaves, frozen, buffers), (x,)), y)
+        if loss.dim() != 0:
+            raise ValueError(
+                f"{caller}: loss_fn must return a scalar (mean over the batch), "
+                f"got shape {tuple(loss.shape)}"
+            )
+        return torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+
+
 def make_per_sample_grad_fn(
     model: nn.Module,
     selected: dict[str, nn.Parameter],

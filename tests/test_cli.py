@@ -472,3 +472,31 @@ def test_the_cli_and_its_help_import_no_heavy_optional_library():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_fit_runs_the_methods_own_epochs_and_refuses_another_max_epochs(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    unsir = str(ROOT / "configs" / "method" / "unsir.yaml")  # impair + repair: 2 epochs
+    args = ["fit"] + [w for frag in [*FIT_FRAGMENTS, unsir] for w in ("-c", frag)]
+    assert main([*args, "--trainer.max_epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "UNSIR runs 2 epochs (its `epochs`) but --trainer.max_epochs is 1" in err
+    assert not (tmp_path / "runs").exists()  # refused before the run directory
+    from jsonargparse import Namespace
+
+    from unlearnkit.cli import _match_epochs
+
+    config = Namespace(
+        trainer=Namespace(max_epochs=None, fast_dev_run=False),
+        model=Namespace(
+            method=Namespace(class_path="unlearnkit.vision.UNSIR", init_args=Namespace(epochs=3))
+        ),
+    )
+    _match_epochs(config)
+    assert config.trainer.max_epochs == 3  # unset: taken from the method
+    config.model.method = Namespace(class_path="unlearnkit.vision.SSD", init_args=Namespace())
+    config.trainer.max_epochs = None
+    _match_epochs(config)
+    assert config.trainer.max_epochs == 0  # one-shot

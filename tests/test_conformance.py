@@ -117,6 +117,15 @@ def test_bad_inputs(name, trained_mlp, blob_splits):
         method.unlearn(fresh(trained_mlp), empty, blob_splits["retain"])
     with pytest.raises(TypeError, match="nn.Module"):
         method.unlearn("not a model", blob_splits["forget"], blob_splits["retain"])
+    with pytest.raises(TypeError, match="pass a DataLoader"):
+        method.unlearn(fresh(trained_mlp), blob_splits["forget"].dataset, blob_splits["retain"])
+    broken = fresh(trained_mlp)
+    with torch.no_grad():
+        next(broken.parameters())[0, 0] = float("nan")
+    before = flat(broken).clone()
+    with pytest.raises(ValueError, match="holds NaN or inf"):
+        method.unlearn(broken, blob_splits["forget"], blob_splits["retain"])
+    torch.testing.assert_close(flat(broken), before, equal_nan=True)  # left untouched
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -184,3 +184,31 @@ def test_tune_without_a_grid_or_with_resume_is_one_line(tmp_path, capsys):
     assert main([*bad, "--output", str(tmp_path / "runs")]) == 2
     assert "not among the experiment's methods" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing written, nothing trained
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"Retrain": {"lr": [0.1]}}, "the reference every candidate is scored against"),
+        ({"FineTune": {"lr": ["abc"]}}, "'abc' is not a valid value for `lr: float`"),
+        ({"FineTune": {"epochs": [1.5]}}, "1.5 is not a valid value for `epochs: int`"),
+        ({"FineTune": {"optimizer": ["rmsprop"]}}, "'rmsprop' is not a valid value"),
+    ],
+)
+def test_grids_that_cannot_run_are_refused_before_any_work(grid, message):
+    with pytest.raises(ValueError, match=message):
+        expand_grid([Retrain(), FineTune()], grid, reference=Retrain)
+
+
+def test_a_grid_key_may_be_the_full_class_path_and_an_all_failed_method_keeps_its_settings():
+    from unlearnkit.tuning import tuned_methods_yaml
+
+    cands = expand_grid(
+        [Retrain(), FineTune(lr=0.07)], {"unlearnkit.vision.FineTune": {"lr": [0.1]}}
+    )
+    assert [c.changes for c in cands] == [{}, {"lr": 0.1}]
+    name_candidates(cands, Retrain)
+    score(cands, [{"method": "FineTune", "status": "failed", "error": "boom", "metrics": {}}], "x")
+    assert choose(cands) == {}
+    fragment = yaml.safe_load(tuned_methods_yaml(cands, {}, header="h"))
+    assert fragment["methods"][1]["init_args"]["lr"] == 0.07  # as configured, not the failed 0.1

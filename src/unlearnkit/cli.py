@@ -60,6 +60,8 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     # lightning 2.6 under torch 2.14 warns about its own pytree use on every fit; only that one.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # a LossUnlearner skips a step by returning None from loss() (SCRUB's, UNSIR's phases)
+    warnings.filterwarnings("ignore", message=r".*`training_step` returned `None`.*")
     # the report and the printed table name over-unlearned methods: not twice
     warnings.filterwarnings("ignore", message=r"over-unlearning: .*")
 
@@ -231,6 +233,50 @@ def _fit_run_dir() -> Any:
     return new_run_dir(Path("runs"), "fit")
 
 
+def _match_epochs(config: Any) -> None:
+    """``fit``: the Trainer runs the method's own number of epochs.
+
+    An iterative method's schedule depends on its ``epochs`` (UNSIR's impair-then-repair
+    passes, L1Sparse's decaying weight, SCRUB's max-steps, a cosine learning rate), so the
+    Trainer's ``max_epochs`` must be that number: left unset it is taken from the method (0 for
+    a one-shot method, which runs once in ``on_fit_start``); set to another value it is an error.
+    ``fast_dev_run`` is left as it is (one batch, a smoke test).
+
+    Raises:
+        ValueError: ``trainer.max_epochs`` differs from the method's ``epochs``.
+    """
+    import importlib
+
+    trainer, method = config.get("trainer"), config.get("model", {}).get("method")
+    if trainer is None or method is None or trainer.get("fast_dev_run"):
+        return
+    module, _, name = str(method.get("class_path", "")).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return  # LightningCLI reports an unresolvable method itself
+    init_args = method.get("init_args") or {}
+    if not getattr(cls, "iterative", False):
+        if trainer.get("max_epochs") is None:
+            trainer["max_epochs"] = 0
+        return
+    import inspect
+
+    default = inspect.signature(cls.__init__).parameters.get("epochs")
+    epochs = init_args.get("epochs", default.default if default is not None else None)
+    if epochs is None:
+        return
+    if trainer.get("max_epochs") is None:
+        trainer["max_epochs"] = int(epochs)
+    elif int(trainer["max_epochs"]) != int(epochs):
+        raise ValueError(
+            f"{name} runs {epochs} epochs (its `epochs`) but --trainer.max_epochs is "
+            f"{trainer['max_epochs']}: give both the same value, e.g. --trainer.max_epochs "
+            f"{epochs}, or --model.method.init_args.epochs {trainer['max_epochs']} "
+            "(or leave trainer.max_epochs unset: fit then takes the method's)"
+        )
+
+
 def lightning_cli(args: list[str]) -> None:
     """``unlearnkit fit|validate|test|predict``: LightningCLI over UnlearningModule.
 
@@ -262,6 +308,7 @@ def lightning_cli(args: list[str]) -> None:
             check_trainer_arguments(dict(config.get("trainer") or {}))
             if self.subcommand != "fit":
                 return
+            _match_epochs(config)  # before the run directory: a mismatch writes nothing
             self.run_dir = _fit_run_dir()
             created.append(self.run_dir)
             os.environ[FIT_RUN_DIR_ENV] = str(self.run_dir)

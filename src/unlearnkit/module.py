@@ -70,6 +70,7 @@ class UnlearningModule(L.LightningModule):
             self._loaded = True
 
     def on_fit_start(self) -> None:
+        self.method.check_model(self.model)  # NaN/inf weights: one line, before any step
         if self.method.iterative:
             datamodule = getattr(self.trainer, "datamodule", None)
             if datamodule is not None and not getattr(self.method, "streams_prepared_", False):
@@ -188,6 +189,8 @@ def quiet_lightning() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            # a LossUnlearner skips a step by returning None from loss() (by design)
+            warnings.filterwarnings("ignore", message=r".*`training_step` returned `None`.*")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):

@@ -53,6 +53,7 @@ class Candidate:
         changes: the hyper-parameters set by the grid, e.g. ``{"lr": 0.01}`` (empty for a method
             without a grid: it runs once, as configured).
         method: the method built with them.
+        configured: the method as the experiment configured it (before the grid's changes).
         name: its row name in the run's report (``SalUn``, ``SalUn#2``, ...).
         scores: the objective on each (seed, request), in order.
         metrics: every row metric, averaged over (seed, request).
@@ -62,6 +63,7 @@ class Candidate:
     base: str
     changes: dict[str, Any]
     method: Unlearner
+    configured: Unlearner | None = None
     name: str = ""
     scores: list[float] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -111,7 +113,10 @@ class TuningResult:
 
 
 def expand_grid(
-    methods: Sequence[Unlearner], grid: Mapping[str, Mapping[str, Sequence[Any]]]
+    methods: Sequence[Unlearner],
+    grid: Mapping[str, Mapping[str, Sequence[Any]]],
+    *,
+    reference: type | None = None,
 ) -> list[Candidate]:
     """Every combination of the grid's values for each method named in ``grid``.
 
@@ -120,18 +125,28 @@ def expand_grid(
 
     Args:
         methods: the experiment's methods, with their base hyper-parameters.
-        grid: ``{class name: {hyper-parameter: [values, ...]}}``.
+        grid: ``{class name: {hyper-parameter: [values, ...]}}`` (a full class path is read as
+            its class name).
+        reference: the job's reference method (``Retrain``): its row is the target every
+            candidate is scored against, so it cannot be tuned.
 
     Returns:
         The candidates, method by method in ``methods`` order, grid points in the order of
         ``itertools.product`` over the hyper-parameters as listed.
 
     Raises:
-        ValueError: a grid key names no method of the experiment, or a method twice; a
-            hyper-parameter the method does not take; an empty value list.
+        ValueError: a grid key names no method of the experiment, the reference, or a method
+            listed twice; a hyper-parameter the method does not take; an empty value list; a
+            value of the wrong type for the hyper-parameter's annotation.
     """
     names = [type(m).__name__ for m in methods]
+    grid = {str(key).rpartition(".")[2]: params for key, params in grid.items()}
     for key, params in grid.items():
+        if reference is not None and key == reference.__name__:
+            raise ValueError(
+                f"{key} is the reference every candidate is scored against (its row is the "
+                "retrained model); it cannot be tuned: remove it from the grid"
+            )
         if key not in names:
             raise ValueError(
                 f"the grid names {key!r}, which is not among the experiment's methods "
@@ -150,6 +165,7 @@ def expand_grid(
                 )
             if isinstance(values, (str, bytes)) or not list(values):
                 raise ValueError(f"grid {key}.{param} must be a non-empty list of values")
+            _check_types(type(methods[names.index(key)]), key, param, list(values))
     out: list[Candidate] = []
     for method, name in zip(methods, names, strict=True):
         params = grid.get(name)
@@ -160,8 +176,39 @@ def expand_grid(
         for values in itertools.product(*(list(params[k]) for k in keys)):
             changes = dict(zip(keys, values, strict=True))
             variant = type(method)(**{**method.get_params(), **changes})
-            out.append(Candidate(name, changes, variant))
+            out.append(Candidate(name, changes, variant, configured=method))
     return out
+
+
+def _check_types(cls: type, key: str, param: str, values: list[Any]) -> None:
+    """Each value must fit the hyper-parameter's annotation (checked as LightningCLI would).
+
+    Raises:
+        ValueError: a value of the wrong type, with the annotation.
+    """
+    import inspect
+
+    from jsonargparse import ArgumentParser
+
+    annotation = inspect.signature(cls.__init__).parameters[param].annotation
+    if annotation is inspect.Parameter.empty:
+        return
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "method", skip={p for p in _init_names(cls) if p != param})
+    for value in values:
+        try:
+            parser.parse_object({"method": {param: value}})
+        except Exception as err:  # jsonargparse's ArgumentError and its type errors
+            raise ValueError(
+                f"grid {key}.{param}: {value!r} is not a valid value for `{param}: "
+                f"{getattr(annotation, '__name__', annotation)}`"
+            ) from err
+
+
+def _init_names(cls: type) -> list[str]:
+    import inspect
+
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
 
 def name_candidates(candidates: Sequence[Candidate], reference: type) -> None:
@@ -233,7 +280,10 @@ def tuned_methods_yaml(
         if candidate.base in seen:
             continue
         seen.add(candidate.base)
-        method = chosen[candidate.base].method if candidate.base in chosen else candidate.method
+        if candidate.base in chosen:
+            method = chosen[candidate.base].method
+        else:  # not tuned, or every candidate failed: as the experiment configured it
+            method = candidate.configured or candidate.method
         cls = type(method)
         entry: dict[str, Any] = {"class_path": f"{cls.__module__}.{cls.__qualname__}"}
         params = method.get_params()
@@ -409,15 +459,18 @@ def tune_command(argv: list[str], *, job_parser: Any, run: Any, reference: type)
     parser = tune_parser(job_parser)
     if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
         parser.default_config_files = [str(default_experiment_path())]
+    if any(a == "--resume" or a.startswith("--resume=") for a in argv):
+        raise ValueError(
+            "--resume is for `unlearnkit run`; run the tune again instead (a new directory: "
+            "its original, retrained models and evaluations come from the cache)"
+        )
     init, config, common = prepare_job(parser, argv)
     if not init.grid:
         raise ValueError(
             "tune needs a --grid, e.g. --grid '{FineTune: {lr: [0.01, 0.02]}}' "
             "(or grid: in a -c YAML; see configs/tune/)"
         )
-    if init.resume is not None:
-        raise ValueError("tune starts a new run each time; --resume is for `unlearnkit run`")
-    candidates = expand_grid(init.methods, init.grid)
+    candidates = expand_grid(init.methods, init.grid, reference=reference)
     name_candidates(candidates, reference)
     seeds = list(init.seeds or [init.seed])
     parent = new_run_dir(Path(init.output), init.name or "tune") if is_global_zero() else None

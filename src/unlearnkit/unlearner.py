@@ -13,8 +13,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from unlearnkit.streams import LoaderSource, Stream, StreamSource, open_streams, reads
 
@@ -95,6 +96,12 @@ class Unlearner(ABC):
             TypeError: ``model`` is not an ``nn.Module``.
             ValueError: ``forget`` is empty, or a stream the method reads is missing.
         """
+        for name, loader in {"forget": forget, "retain": retain, **loaders}.items():
+            if isinstance(loader, Dataset):
+                raise TypeError(
+                    f"{type(self).__name__}.unlearn: {name} is a {type(loader).__name__} (a "
+                    f"Dataset); pass a DataLoader over it, e.g. DataLoader({name}_set, batch_size=64)"
+                )
         return self.unlearn_from(model, LoaderSource(forget, retain, **loaders), trainer=trainer)
 
     def unlearn_from(
@@ -118,11 +125,19 @@ class Unlearner(ABC):
         """
 
     def check_model(self, model: nn.Module) -> None:
-        """Raise ``TypeError`` unless ``model`` is an ``nn.Module``."""
+        """Raise ``TypeError`` unless ``model`` is an ``nn.Module``, ``ValueError`` if one of its
+        parameters holds NaN or inf (no method can unlearn from a broken model, and an iterative
+        one would silently return another broken one)."""
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"{type(self).__name__}.unlearn expects a torch.nn.Module, got {type(model).__name__}"
             )
+        for name, param in model.named_parameters():
+            if not bool(torch.isfinite(param.detach()).all()):
+                raise ValueError(
+                    f"{type(self).__name__}.unlearn: the model's parameter {name!r} holds NaN or "
+                    "inf before unlearning; load a valid checkpoint of the original model"
+                )
 
     def get_params(self) -> dict[str, Any]:
         """The ``__init__`` hyper-parameters, as stored (scikit-learn's convention)."""

@@ -140,3 +140,5 @@ def test_bad_alpha() -> None:
     model, _, _, _, f_loader, r_loader = _setup(False)
     with pytest.raises(ValueError, match="alpha"):
         FisherForgetting(alpha=-1.0).unlearn(model, f_loader, r_loader)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        FisherForgetting(alpha=0.0).unlearn(model, f_loader, r_loader)

@@ -444,12 +444,13 @@ def plot_tuning(
         labels = [label if math.isfinite(v) else f"{label}\n(failed)" for label, v, _ in bars]
         values = [v * scale if math.isfinite(v) else 0.0 for _, v, _ in bars]
         colors = ["tab:red" if chosen else "tab:gray" for _, _, chosen in bars]
-        axes.bar(range(len(bars)), values, color=colors)
+        drawn = axes.bar(range(len(bars)), values, color=colors)
+        axes.bar_label(drawn, fmt="%.3g", fontsize=7, padding=1)
         axes.set_xticks(range(len(bars)), labels, rotation=60, ha="right", fontsize=7)
         axes.set_title(method, fontsize=10)
         axes.set_ylabel(f"{objective}{' (%)' if scale == 100.0 else ''}", fontsize=8)
         axes.grid(True, axis="y", alpha=0.3)
     for axes in list(grid.flat)[len(panels) :]:
         axes.set_visible(False)
-    figure.suptitle(f"Tuning grid: {objective} per candidate (chosen in red)")
+    figure.suptitle(f"{objective} per grid point\n(chosen: red)", fontsize=10)
     return _save(figure, path)

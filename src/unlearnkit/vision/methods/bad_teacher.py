@@ -57,7 +57,9 @@ def bad_teacher_loss(
     competent = F.softmax(competent_logits / temperature, dim=1)
     incompetent = F.softmax(incompetent_logits / temperature, dim=1)
     teacher = mask * incompetent + (1.0 - mask) * competent
-    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), teacher)
+    # the elementwise mean (kl_div's reduction="mean", written out: torch warns on that one)
+    log_p = F.log_softmax(student_logits / temperature, dim=1)
+    return F.kl_div(log_p, teacher, reduction="sum") / teacher.numel()
 
 
 class BadTeacher(LossUnlearner):

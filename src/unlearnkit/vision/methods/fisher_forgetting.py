@@ -143,8 +143,11 @@ class FisherForgetting(Unlearner):
         """Perturb ``model`` in place (see the class docstring)."""
         if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha)):
             raise ValueError(f"FisherForgetting: alpha must be a finite number, got {self.alpha!r}")
-        if self.alpha < 0:
-            raise ValueError(f"FisherForgetting: alpha must be >= 0, got {self.alpha!r}")
+        if self.alpha <= 0:
+            raise ValueError(
+                "FisherForgetting: alpha must be > 0 (0 adds no noise: the model would be "
+                f"returned unchanged), got {self.alpha!r}"
+            )
         selected = select_params(model, self.layers)
         retain_labels: set[int] = set()
         fisher = expected_fisher_diagonal(

@@ -77,10 +77,17 @@ def main() -> None:
         if seconds is None:
             continue
         lines.append(
-            (name, f"{seconds:.2f}", f"{t_retrain / seconds:.1f}x", f"{100 * seconds / t_retrain:.1f} %")
+            (
+                name,
+                f"{seconds:.2f}",
+                f"{t_retrain / seconds:.1f}x",
+                f"{100 * seconds / t_retrain:.1f} %",
+            )
         )
-    print(f"{args.table} ({'quick' if args.quick else 'full'}), {spec.forget[0]}, "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)")
+    print(
+        f"{args.table} ({'quick' if args.quick else 'full'}), {spec.forget[0]}, "
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)"
+    )
     print(format_table(["method", "seconds", "speed-up vs retrain", "share of retrain"], lines))
 
 

@@ -343,7 +343,13 @@ def test_worstcase_table_parses_its_selector_and_its_smoke_run_searches(tmp_path
     assert isinstance(searched.selector, WorstCaseSelector) and drawn.selector is None
     assert searched.label == "worst_case 10 %" and spec.smoke["max_requests"] == 1
     rows = ["FineTune", "GradientAscent", "NegGradPlus", "RandomLabel", "SSD", "L1Sparse"]
-    assert [type(m).__name__ for m in init.methods] == ["Retrain", *rows, "SalUn", "SCRUB"]
+    assert [type(m).__name__ for m in init.methods] == [
+        "Retrain",
+        *rows,
+        "SalUn",
+        "SCRUB",
+        "BoundaryShrink",
+    ]
     data = SHARED / "data" / "fashion-mnist"
     if not data.exists():
         pytest.skip(f"{data} absent (the real data lives in ../shared/data)")
@@ -356,7 +362,14 @@ def test_worstcase_table_parses_its_selector_and_its_smoke_run_searches(tmp_path
     (run_dir,) = (tmp_path / "runs").iterdir()
     result = json.loads((run_dir / "results.json").read_text())
     assert {r["forget"] for r in result["rows"]} == {"worst_case 10 %"}
-    assert {r["method"] for r in result["rows"]} == {"original", "retrain", *rows, "SalUn", "SCRUB"}
+    assert {r["method"] for r in result["rows"]} == {
+        "original",
+        "retrain",
+        *rows,
+        "SalUn",
+        "SCRUB",
+        "BoundaryShrink",
+    }
     (cell,) = run_dir.glob("*-small_cnn-seed0")
     saved = json.loads((cell / "forget_sets" / "worst_case_10_pct.json").read_text())
     assert len(saved["forget"]) == 30  # 10 % of the smoke run's 300 training images

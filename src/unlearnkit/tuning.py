@@ -473,7 +473,11 @@ def tune_command(argv: list[str], *, job_parser: Any, run: Any, reference: type)
     candidates = expand_grid(init.methods, init.grid, reference=reference)
     name_candidates(candidates, reference)
     seeds = list(init.seeds or [init.seed])
-    parent = new_run_dir(Path(init.output), f"{init.name}-tune" if init.name else "tune") if is_global_zero() else None
+    parent = (
+        new_run_dir(Path(init.output), f"{init.name}-tune" if init.name else "tune")
+        if is_global_zero()
+        else None
+    )
     failed: list[str] = []
     requests: list[str] = []
     with _quiet_logging(init.quiet):

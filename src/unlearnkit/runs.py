@@ -36,7 +36,7 @@ import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -159,11 +159,19 @@ class TrainScheduleBase:
     A subclass is a dataclass whose fields are all keyword arguments of its ``finetune`` and
     ``retrain`` method classes (``epochs``, ``lr``, ...), plus ``retrain_init``: where θ_r's
     initial weights come from, ``"original"`` (θ_o's own initial weights: the same seed) or
-    ``"fresh"`` (seed + 1). :meth:`method` builds one of the two methods.
+    ``"fresh"`` (seed + 1). :meth:`method` builds one of the two methods, and
+    :meth:`cache_record` is the schedule's part of the models' cache keys.
     """
 
     finetune: ClassVar[type[LossUnlearner]]
     retrain: ClassVar[type[LossUnlearner]]
+    #: Fields added after caches were in use: left out of :meth:`cache_record` while at their
+    #: default, so a schedule that does not set them keeps the key (and the cached models) it
+    #: had before they existed.
+    keyed_unless_default: ClassVar[tuple[str, ...]] = ()
+    #: Fields that shape the original θ_o only: not passed to ``retrain`` and left out of the
+    #: retrained reference's key (so θ_r is shared by schedules that differ only in them).
+    original_only: ClassVar[tuple[str, ...]] = ()
 
     def init_seed(self, seed: int, kind: str) -> int:
         """Seed of the initial weights of the model ``kind`` (``"original"`` / ``"retrained"``)."""
@@ -184,8 +192,32 @@ class TrainScheduleBase:
         kwargs = asdict(self)  # type: ignore[call-overload]
         kwargs.pop("retrain_init", None)
         if from_scratch:
+            for name in self.original_only:
+                kwargs.pop(name, None)
             return self.retrain(**kwargs, seed=seed, init_seed=self.init_seed(seed, "retrained"))
         return self.finetune(**kwargs, seed=seed)
+
+    def cache_record(self, kind: str) -> dict[str, Any]:
+        """The schedule's part of the cache key of the model ``kind``.
+
+        Every field, except those of :attr:`keyed_unless_default` while at their default and,
+        for ``kind == "retrained"``, those of :attr:`original_only` (they do not shape θ_r).
+
+        Args:
+            kind: ``"original"`` or ``"retrained"``.
+
+        Returns:
+            ``{field: value}`` in field order.
+        """
+        record = asdict(self)  # type: ignore[call-overload]
+        defaults = {f.name: f.default for f in fields(self)}  # type: ignore[arg-type]
+        for name in self.keyed_unless_default:
+            if record.get(name) == defaults.get(name):
+                record.pop(name, None)
+        if kind == "retrained":
+            for name in self.original_only:
+                record.pop(name, None)
+        return record
 
 
 @functools.cache
@@ -361,7 +393,7 @@ class ExperimentBase(ABC):
             "kind": kind,
             "data": self.data.cache_key(),
             "seed": self.seed,
-            "schedule": asdict(self.training),  # type: ignore[call-overload]
+            "schedule": self.training.cache_record(kind),
             "batch_size": self.data.batch_size,
             **self._model_key(model),
             **extra,

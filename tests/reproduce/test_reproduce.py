@@ -274,6 +274,7 @@ def test_every_table_claiming_a_paper_comparison_has_a_filled_cell():
     assert with_targets == [
         "baselines_cifar10_random",
         "baselines_fmnist_random",
+        "iau_cifar10",
         "recsys_movielens",
         "ssd_fullclass_cifar10",
         "worstcase_fmnist",
@@ -632,3 +633,62 @@ def test_worstcase_table_compares_per_request_cells_and_checks():
     assert [r["status"] for r in results] == ["met"] * 5
     # RandomLabel 24.88 / 4.38 = 5.68; FineTune 1.37 / 2.00 = 0.685
     assert [r["ours"] for r in results] == ["0", "0", "5.68", "13", "0.685"]
+
+
+# -- iau_cifar10: the original trained with IAU's gradient-restriction loss ----------------------
+def test_iau_table_trains_a_gr_original_and_training_overrides_reach_the_config(tmp_path):
+    from unlearnkit.reproduce.runner import ReproduceOptions, build_config
+
+    spec = load_table("iau_cifar10")
+    assert spec.archs == ["lenet5"] and spec.seeds == [0, 1, 2]
+    assert spec.forget == [{"kind": "random", "fraction": 0.05, "seed": 0}]
+    parser = run_parser()
+    cfg = parser.parse_object({**spec.experiment, "forget": spec.forget, "arch": "lenet5"})
+    init = parser.instantiate(cfg)
+    assert init.training.gradient_restriction == 0.005
+    methods = [type(m).__name__ for m in init.methods]
+    assert methods == ["Retrain", *spec.rows[2:]]
+    for check in spec.checks:
+        assert check["row"] in spec.rows and check.get("of_row", "original") in spec.rows
+    cells = {(c.row, c.metric): c for c in spec.paper_cells}
+    assert {k: c.value for k, c in cells.items()} == {
+        ("IAU", "time/unlearn_s"): 13.0,
+        ("FisherForgetting", "time/unlearn_s"): 1294.0,
+    }
+    assert all(not c.primary and "arxiv.org/abs/2507.23257" in c.source for c in cells.values())
+
+    data = str(tmp_path)  # any existing root: build_config only checks it exists
+    config, *_, mode = build_config(spec, ReproduceOptions(data_root=data))
+    assert (
+        config["training"]["gradient_restriction"] == 0.005 and mode == "full setting of the spec"
+    )
+    plain = ReproduceOptions(data_root=data, training={"gradient_restriction": 0.0})
+    config, *_, mode = build_config(spec, plain)
+    assert config["training"]["gradient_restriction"] == 0.0 and config["training"]["epochs"] == 30
+    assert "training override (gradient_restriction=0.0): not the table's schedule" in mode
+    assert spec.experiment["training"]["gradient_restriction"] == 0.005  # the spec is left as is
+    with pytest.raises(ValueError, match="--training must be a YAML mapping"):
+        build_config(spec, ReproduceOptions(data_root=data, training=[1]))  # type: ignore[arg-type]
+
+
+def test_iau_smoke_runs_every_row_from_a_gr_original(tmp_path, capsys, caplog):
+    data = SHARED / "data" / "cifar10-jpeg-q75.tar.gz"
+    if not data.exists():
+        pytest.skip(f"{data} absent (the real data lives in ../shared/data)")
+    args = ["reproduce", "iau_cifar10", "--smoke", "--data_root", str(data)]
+    args += ["--output", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "SMOKE run" in out and "## Trend checks" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "results.json").read_text())
+    spec = load_table("iau_cifar10")
+    assert {r["method"] for r in result["rows"]} == set(spec.rows)
+    assert not [r["method"] for r in result["rows"] if r.get("status") == "failed"]
+    keys = [
+        json.loads(m.read_text())["key"]
+        for m in (tmp_path / "cache").glob("models/*/manifest.json")
+    ]
+    schedules = {k["kind"]: k["schedule"] for k in keys}
+    assert schedules["original"]["gradient_restriction"] == 0.005
+    assert "gradient_restriction" not in schedules["retrained"]  # θ_r: plain CE

@@ -77,6 +77,12 @@ def reproduce_parser() -> ArgumentParser:
         default="{}",
         help="extra lightning.Trainer arguments as YAML, e.g. '{accelerator: gpu, devices: 1}'",
     )
+    p.add_argument(
+        "--training",
+        default="{}",
+        help="fields of the table's training schedule to replace, as YAML, e.g. "
+        "'{gradient_restriction: 0}' (marked in the output: not the table's setting)",
+    )
     return p
 
 
@@ -122,6 +128,9 @@ def reproduce_command(argv: list[str]) -> int:
     from unlearnkit.module import check_trainer_arguments
 
     check_trainer_arguments(trainer)  # a missing GPU: one line, before any work
+    training = yaml.safe_load(args.training) or {}
+    if not isinstance(training, dict):
+        raise ValueError(f"--training must be a YAML mapping, got {args.training!r}")
     archs = args.archs
     if args.all_archs:
         archs = list(dict.fromkeys([*(archs or spec.archs), *spec.gpu_archs]))
@@ -136,6 +145,7 @@ def reproduce_command(argv: list[str]) -> int:
         output=args.output,
         cache_dir=args.cache_dir,
         trainer=trainer,
+        training=training,
     )
     markdown, run_dir = run_table(spec, options)
     print(markdown)

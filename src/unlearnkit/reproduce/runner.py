@@ -76,6 +76,10 @@ class ReproduceOptions:
         output: parent of the new run directory.
         cache_dir: model cache and SSD importance cache root (default ``default_cache_dir()``).
         trainer: extra ``lightning.Trainer`` arguments.
+        training: fields of the table's ``training`` schedule to replace (e.g.
+            ``{"gradient_restriction": 0.0}``: a second run of a table whose original is trained
+            with IAU's GR loss, on a plainly trained original); recorded in the output as not the
+            table's setting.
     """
 
     seeds: list[int] | None = None
@@ -88,6 +92,7 @@ class ReproduceOptions:
     output: str = "runs"
     cache_dir: str | None = None
     trainer: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 def _finite(value: Any) -> bool:
@@ -399,6 +404,12 @@ def build_config(
             f"SMOKE run (train_limit={init.get('train_limit')}, test_limit={init.get('test_limit')}, "
             f"epochs={config.get('training', {}).get('epochs')}): numbers are not comparable"
         )
+    if options.training:
+        if not isinstance(options.training, dict):
+            raise ValueError(f"--training must be a YAML mapping, got {options.training!r}")
+        config.setdefault("training", {}).update(options.training)
+        changed = ", ".join(f"{k}={v}" for k, v in options.training.items())
+        modes.append(f"training override ({changed}): not the table's schedule")
     if options.seeds is not None:
         seeds = list(options.seeds)
     if options.archs is not None:

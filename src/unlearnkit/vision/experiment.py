@@ -61,10 +61,23 @@ class TrainSchedule(TrainScheduleBase):
             starts it from θ_o's own initial weights (same seed, the model's own init), so θ_r
             and θ_o differ only by the data they saw; ``"fresh"`` draws them with seed + 1, so
             the gap to θ_r also holds the seed-to-seed spread. Part of the models' cache keys.
+        gradient_restriction: weight α of IAU's gradient-restriction (GR) loss for the original
+            model θ_o: ``CE + α · Σ_k ||∇_{θ_k} CE||₂`` per batch (Liu, Wu, Lian & Chen,
+            "Efficient Machine Unlearning via Influence Approximation", arXiv 2507.23257, the GR
+            loss; :func:`~unlearnkit.influence.gradient_restriction_loss`); 0 (default) trains
+            with plain cross-entropy, the paper and reference code use 0.005. The retrained
+            reference θ_r is always trained with plain cross-entropy, as the reference code's
+            gold model is (github.com/Lolo1222/IAU, README "Traditional Training":
+            ``train_model.py --dataset=remain`` with the default ``model_fix_flag=0``), so the
+            gap measures the distance to ordinary retraining and θ_r's cache entry is shared
+            with a plain schedule. Part of the original's cache key when > 0 (at 0 the key is
+            the one it was before this option existed).
     """
 
     finetune = FineTune
     retrain = Retrain
+    keyed_unless_default = ("gradient_restriction",)
+    original_only = ("gradient_restriction",)
 
     epochs: int = 20
     lr: float = 0.05
@@ -73,6 +86,7 @@ class TrainSchedule(TrainScheduleBase):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     optimizer: Literal["sgd", "adam"] = "sgd"
     retrain_init: Literal["original", "fresh"] = "original"
+    gradient_restriction: float = 0.0
 
 
 class Experiment(ExperimentBase):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
+from unlearnkit.influence.gradients import gradient_restriction_loss
 from unlearnkit.reinit import reinitialize
 
 
@@ -18,13 +19,23 @@ class FineTune(LossUnlearner):
     (arXiv 2108.11577), and the FT baseline of Jia et al., "Model Sparsity Can Simplify Machine
     Unlearning", NeurIPS 2023 (arXiv 2304.04934), §5: 10 epochs of SGD on D_r, lr in [0.01, 0.1].
 
-    Loss per step: ``CE(f(x_r), y_r)`` (mean over the retain batch).
+    Loss per step: ``CE(f(x_r), y_r)`` (mean over the retain batch), or with
+    ``gradient_restriction = α > 0`` IAU's gradient-restriction (GR) loss ``CE + α · Σ_k
+    ||∇_{θ_k} CE||₂`` (Liu, Wu, Lian & Chen, "Efficient Machine Unlearning via Influence
+    Approximation", arXiv 2507.23257, the GR loss; reference ``train_model.py`` with
+    ``model_fix_flag=1`` in github.com/Lolo1222/IAU): the norm of each parameter tensor's
+    gradient of the batch-mean CE, summed over the tensors that require grad, back-propagated
+    through (a double backward: about twice a plain step's cost). This is how the experiment
+    trains an IAU-ready original (``training.gradient_restriction``).
 
-    Args: see :class:`~unlearnkit.base.LossUnlearner` (defaults: 10 epochs, SGD lr 0.01,
-        momentum 0.9, weight decay 5e-4).
+    Args:
+        gradient_restriction: the GR weight α (``>= 0``; 0: plain CE; IAU's value 0.005).
+        (others: see :class:`~unlearnkit.base.LossUnlearner`; defaults: 10 epochs, SGD lr 0.01,
+        momentum 0.9, weight decay 5e-4.)
 
     Raises:
-        ValueError: no retain loader.
+        ValueError: no retain loader; ``gradient_restriction`` negative or not finite (at the
+            first step).
     """
 
     streams: ClassVar[tuple[str, ...]] = ("retain",)
@@ -39,11 +50,14 @@ class FineTune(LossUnlearner):
         weight_decay: float = 5e-4,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
+        gradient_restriction: float = 0.0,
     ) -> None:
         super().__init__(**init_arguments(locals()))
 
     def loss(self, model: nn.Module, batch: UnlearnBatch, *, epoch: int) -> Tensor:
         x, y = batch.retain  # type: ignore[misc]
+        if self.gradient_restriction != 0:  # negative / NaN: refused by the loss
+            return gradient_restriction_loss(model, x, y, alpha=self.gradient_restriction)
         return F.cross_entropy(model(x), y)
 
 
@@ -59,7 +73,9 @@ class Retrain(FineTune):
     re-drawn every parameter. The experiment runner passes ``init_seed`` from its schedule's
     ``retrain_init`` (the original model's seed, or a fresh one).
 
-    Args: see :class:`FineTune` (defaults: 30 epochs, SGD lr 0.05, cosine), and
+    Args: see :class:`FineTune` (defaults: 30 epochs, SGD lr 0.05, cosine; the GR loss is
+        available as there, but the experiment trains θ_r with plain CE, see
+        :class:`~unlearnkit.vision.experiment.TrainSchedule`), and
         init_seed: seed of the re-initialisation (``None``: ``seed``).
 
     Raises:
@@ -77,6 +93,7 @@ class Retrain(FineTune):
         lr_schedule: Literal["constant", "cosine"] = "cosine",
         seed: int = 0,
         init_seed: int | None = None,
+        gradient_restriction: float = 0.0,
     ) -> None:
         init = init_arguments(locals())
         self.init_seed = init.pop("init_seed")

@@ -34,7 +34,8 @@ class IAU(Unlearner):
     statistics would make the result depend on the batching). The reference's original model is
     trained with the gradient-restriction loss
     (:func:`~unlearnkit.influence.gradient_restriction_loss`, α = 0.005), which keeps per-sample
-    gradients small so that one step suffices; this method works on any original model.
+    gradients small so that one step suffices; this method works on any original model (an
+    experiment trains such an original with ``training: {gradient_restriction: 0.005}``).
 
     A FRESH Adam's (torch defaults β = (0.9, 0.999), ε = 1e-8) first step is ``lr · m̂ / (sqrt(v̂) + ε)`` with the bias-corrected moments
     ``m̂ = g`` and ``v̂ = g²``, i.e. ``lr · g / (|g| + ε) ≈ lr · sign(g)``: with ``steps=1`` (the

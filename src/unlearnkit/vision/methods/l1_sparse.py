@@ -27,7 +27,8 @@ class L1Sparse(FineTune):
     (and ``alpha`` throughout when ``E == no_l1_epochs``); ``‖θ‖₁`` is taken over every
     parameter, as ``l1_regularization`` there does.
 
-    Loss per step: ``CE(f(x_r), y_r) + γ_e · ‖θ‖₁`` (mean CE over the retain batch).
+    Loss per step: ``CE(f(x_r), y_r) + γ_e · ‖θ‖₁`` (mean CE over the retain batch; with
+    ``gradient_restriction > 0`` the CE term is :class:`FineTune`'s GR loss).
 
     Args:
         alpha: the initial ℓ1 weight γ_0. Default 1e-4, the value of a public reproduction of the
@@ -35,6 +36,8 @@ class L1Sparse(FineTune):
             --alpha 0.0001 --unlearn_lr 0.01 --unlearn_epochs 10``: a secondary source; the
             paper tunes γ per setting).
         no_l1_epochs: final epochs without the penalty (reference default 0).
+        gradient_restriction: IAU's GR weight α on the CE term, as :class:`FineTune`'s
+            (default 0: plain CE, the paper's loss).
         (others: see :class:`~unlearnkit.base.LossUnlearner`; defaults 10 epochs, SGD lr 0.01,
         momentum 0.9, weight decay 5e-4, as the reference's FT.)
 
@@ -55,6 +58,7 @@ class L1Sparse(FineTune):
         weight_decay: float = 5e-4,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
+        gradient_restriction: float = 0.0,
     ) -> None:
         init = init_arguments(locals())
         self.alpha, self.no_l1_epochs = init.pop("alpha"), init.pop("no_l1_epochs")

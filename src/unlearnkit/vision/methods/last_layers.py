@@ -37,6 +37,9 @@ class CFk(FineTune):
 
     Args:
         k: how many layers, counted from the output, are trained.
+        gradient_restriction: IAU's GR weight α, as :class:`FineTune`'s (default 0: plain CE,
+            the paper's loss); the penalty sums the gradient norms of every parameter that
+            requires grad, as the GR reference does, though only the last ``k`` layers move.
         (others: see :class:`~unlearnkit.base.LossUnlearner`; defaults 10 epochs, SGD lr 0.01.)
 
     Raises:
@@ -54,6 +57,7 @@ class CFk(FineTune):
         weight_decay: float = 5e-4,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         seed: int = 0,
+        gradient_restriction: float = 0.0,
     ) -> None:
         init = init_arguments(locals())
         self.k = init.pop("k")

@@ -70,7 +70,10 @@ def bench_case(
     n_params = sum(p.numel() for p in model.parameters())
     print(f"\n## {name}: {n_params / 1e6:.2f} M parameters, batch {batch}", flush=True)
     runs = {
-        "naive loop": (lambda: naive_per_sample(model, x, y), lambda: naive_per_sample(model, xw, yw)),
+        "naive loop": (
+            lambda: naive_per_sample(model, x, y),
+            lambda: naive_per_sample(model, xw, yw),
+        ),
         "torch.func": (
             lambda: per_sample_grads(model, x, y, method="functorch"),
             lambda: per_sample_grads(model, xw, yw, method="functorch"),

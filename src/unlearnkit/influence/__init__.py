@@ -17,6 +17,7 @@ from unlearnkit.influence.ihvp import conjugate_gradient, lissa, woodfisher
 from unlearnkit.influence.per_sample import (
     LossFn,
     ParamSelector,
+    PerSampleMethod,
     eval_mode,
     make_per_sample_grad_fn,
     per_sample_grads,
@@ -28,6 +29,7 @@ from unlearnkit.influence.tree import flatten_dict, unflatten_dict
 __all__ = [
     "LossFn",
     "ParamSelector",
+    "PerSampleMethod",
     "conjugate_gradient",
     "eval_mode",
     "expected_fisher_diagonal",

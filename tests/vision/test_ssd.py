@@ -271,8 +271,16 @@ def test_nan_weight_is_an_error_naming_the_parameter():
     model = make_net()
     with torch.no_grad():
         model.head.weight[0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"NaN.*for parameter 'conv\.weight'"):
+    # refused before any importance is computed (every method checks the weights first)
+    with pytest.raises(ValueError, match=r"parameter 'head\.weight' holds NaN or inf"):
         SSD(cache=False).unlearn(model, dl["forget"], dl["retain"], train=dl["train"])
+    # a NaN that reaches an importance (e.g. a corrupted cache entry) names its parameter too
+    from unlearnkit.vision.methods.ssd import ssd_dampening_factors
+
+    good = {"conv.weight": torch.ones(3), "head.weight": torch.ones(2)}
+    bad = {**good, "conv.weight": torch.tensor([1.0, float("nan"), 1.0])}
+    with pytest.raises(ValueError, match=r"I_D holds NaN/Inf for parameter 'conv\.weight'"):
+        ssd_dampening_factors(good, bad, alpha=10.0, lam=1.0)
 
 
 def test_layers_limits_what_is_dampened(tmp_path):

@@ -418,20 +418,26 @@ def test_baseline_tables_cover_the_library_and_their_experiments_parse():
     }
 
 
-def test_baselines_smoke_runs_every_method(tmp_path, capsys):
-    data = SHARED / "data" / "fashion-mnist"
+def smoke_every_row(tmp_path: Path, capsys, table: str, data: Path) -> dict:
+    """``unlearnkit reproduce <table> --smoke`` (skipped without the data): every row of the spec
+    ran and none failed. Returns ``results.json``."""
     if not data.exists():
         pytest.skip(f"{data} absent (the real data lives in ../shared/data)")
-    args = ["reproduce", "baselines_fmnist_random", "--smoke", "--data_root", str(data)]
+    args = ["reproduce", table, "--smoke", "--data_root", str(data)]
     args += ["--output", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "SMOKE run" in out and "## Trend checks" in out
     (run_dir,) = (tmp_path / "runs").iterdir()
     result = json.loads((run_dir / "results.json").read_text())
-    spec = load_table("baselines_fmnist_random")
-    assert {r["method"] for r in result["rows"]} == set(spec.rows)
+    assert {r["method"] for r in result["rows"]} == set(load_table(table).rows)
     assert not [r["method"] for r in result["rows"] if r.get("status") == "failed"]
+    return result
+
+
+def test_baselines_smoke_runs_every_method(tmp_path, capsys):
+    data = SHARED / "data" / "fashion-mnist"
+    result = smoke_every_row(tmp_path, capsys, "baselines_fmnist_random", data)
     for row in result["rows"]:
         if row["method"] != "original":
             assert 0.0 <= row["metrics"]["gap/avg"] <= 1.0, row["method"]
@@ -673,18 +679,7 @@ def test_iau_table_trains_a_gr_original_and_training_overrides_reach_the_config(
 
 def test_iau_smoke_runs_every_row_from_a_gr_original(tmp_path, capsys, caplog):
     data = SHARED / "data" / "cifar10-jpeg-q75.tar.gz"
-    if not data.exists():
-        pytest.skip(f"{data} absent (the real data lives in ../shared/data)")
-    args = ["reproduce", "iau_cifar10", "--smoke", "--data_root", str(data)]
-    args += ["--output", str(tmp_path / "runs"), "--cache_dir", str(tmp_path / "cache")]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "SMOKE run" in out and "## Trend checks" in out
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    result = json.loads((run_dir / "results.json").read_text())
-    spec = load_table("iau_cifar10")
-    assert {r["method"] for r in result["rows"]} == set(spec.rows)
-    assert not [r["method"] for r in result["rows"] if r.get("status") == "failed"]
+    smoke_every_row(tmp_path, capsys, "iau_cifar10", data)
     keys = [
         json.loads(m.read_text())["key"]
         for m in (tmp_path / "cache").glob("models/*/manifest.json")

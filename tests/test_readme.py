@@ -40,6 +40,12 @@ SKIPPED = {
     "unlearnkit reproduce ssd_fullclass_fmnist --smoke": (
         "needs ../shared/data/fashion-mnist (tests/reproduce/ runs the smoke grid)"
     ),
+    "unlearnkit reproduce baselines_fmnist_random": (
+        "needs ../shared/data/fashion-mnist and ~30 min (tests/reproduce/ runs its smoke grid)"
+    ),
+    "unlearnkit reproduce worstcase_fmnist": (
+        "needs ../shared/data/fashion-mnist and ~40 min (tests/reproduce/ runs its smoke grid)"
+    ),
     "unlearnkit reproduce recsys_movielens --seeds 0 1 2": (
         "three seeds of the full recommender table: many minutes (its path: tests/reproduce/)"
     ),

@@ -446,6 +446,7 @@ def plot_tuning(
         colors = ["tab:red" if chosen else "tab:gray" for _, _, chosen in bars]
         drawn = axes.bar(range(len(bars)), values, color=colors)
         axes.bar_label(drawn, fmt="%.3g", fontsize=7, padding=1)
+        axes.margins(y=0.12)  # room for the labels under the panel title
         axes.set_xticks(range(len(bars)), labels, rotation=60, ha="right", fontsize=7)
         axes.set_title(method, fontsize=10)
         axes.set_ylabel(f"{objective}{' (%)' if scale == 100.0 else ''}", fontsize=8)

@@ -559,8 +559,9 @@ class ExperimentBase(ABC):
             "request": spec_record(spec),
         }
 
-        def select() -> dict[str, Any]:
-            split = self.data.select_forget(spec, original)
+        def select() -> dict[str, Any]:  # a phase of its own: a search can cost retrainings
+            with self.phases.phase(f"{spec.label}: selecting the forget set"):
+                split = self.data.select_forget(spec, original)
             return {"forget": split.forget, "num_train": split.num_train}
 
         stored, hit = self.cache.get_or_evaluate(key, select, what=f"{spec.label} forget set")

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
-__all__ = ["TensorImageDataset", "with_superclasses"]
+__all__ = ["TensorImageDataset", "dataset_labels", "with_superclasses"]
 
 _CROP_PADDING = 4
 
@@ -318,3 +318,30 @@ def _as_index(indices: Sequence[int] | Tensor, n: int) -> Tensor:
             f"indices must lie in 0..{n - 1}, got range {int(idx.min())}..{int(idx.max())}"
         )
     return idx
+
+
+def dataset_labels(dataset: Dataset) -> Tensor | None:
+    """Per-sample class labels of a dataset, in dataset order, without loading its images where
+    the labels are held apart (:class:`TensorImageDataset`, ``TensorDataset``, and ``Subset`` /
+    ``ConcatDataset`` of them); other datasets are read item by item.
+
+    Returns:
+        ``(N,)`` labels, or ``None`` when an item's label is not a scalar class id.
+    """
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.targets
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1] if len(dataset.tensors) > 1 else None
+    if isinstance(dataset, ConcatDataset):
+        parts = [dataset_labels(d) for d in dataset.datasets]
+        return None if any(p is None for p in parts) else torch.cat(parts)  # type: ignore[arg-type]
+    if isinstance(dataset, Subset):
+        base = dataset_labels(dataset.dataset)
+        return (
+            None if base is None else base[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
+        )
+    try:
+        labels = torch.as_tensor([dataset[i][1] for i in range(len(dataset))])  # type: ignore[arg-type]
+    except (TypeError, ValueError, IndexError, RuntimeError):
+        return None
+    return labels if labels.ndim == 1 else None

@@ -53,7 +53,7 @@ from torch.utils.data import (
 from unlearnkit.base import Unlearner
 from unlearnkit.cache import default_cache_dir
 from unlearnkit.checkpoint import model_arch
-from unlearnkit.datasets.tensors import TensorImageDataset
+from unlearnkit.datasets.tensors import TensorImageDataset, dataset_labels
 from unlearnkit.influence import fisher_diagonal, l2_output_loss, select_params
 from unlearnkit.store import ArtifactStore
 
@@ -284,27 +284,6 @@ def _without_augment(dataset: Dataset) -> Dataset:
     return dataset.with_augment(False) if hasattr(dataset, "with_augment") else dataset
 
 
-def _labels(dataset: Dataset) -> Tensor | None:
-    """Per-sample class labels ``(N,)`` of a dataset, or None when they are not scalar ids."""
-    if isinstance(dataset, TensorImageDataset):
-        return dataset.targets
-    if isinstance(dataset, TensorDataset):
-        return dataset.tensors[1] if len(dataset.tensors) > 1 else None
-    if isinstance(dataset, ConcatDataset):
-        parts = [_labels(d) for d in dataset.datasets]
-        return None if any(p is None for p in parts) else torch.cat(parts)  # type: ignore[arg-type]
-    if isinstance(dataset, Subset):
-        base = _labels(dataset.dataset)
-        return (
-            None if base is None else base[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
-        )
-    try:
-        labels = torch.as_tensor([dataset[i][1] for i in range(len(dataset))])  # type: ignore[arg-type]
-    except (TypeError, ValueError, IndexError, RuntimeError):
-        return None
-    return labels if labels.ndim == 1 else None
-
-
 def sort_by_label(dataset: Dataset) -> Dataset:
     """``dataset`` re-ordered by a stable sort on its labels (batches then hold one class each,
     except at class boundaries) — SSD's ``order="by_label"``; the reference code's class-wise
@@ -319,7 +298,7 @@ def sort_by_label(dataset: Dataset) -> Dataset:
     Raises:
         ValueError: the labels are not scalar class ids (pass ``order="as_given"``).
     """
-    labels = _labels(dataset)
+    labels = dataset_labels(dataset)
     if labels is None or labels.dtype.is_floating_point:
         raise ValueError(
             f"SSD order='by_label' needs scalar integer labels, and {type(dataset).__name__} has "
@@ -611,7 +590,7 @@ class SSD(Unlearner):
 
     def _sorted(self, dataset: Dataset) -> Dataset:
         """``dataset`` stably sorted by label, or a one-line error naming the label-free orders."""
-        labels = _labels(dataset)
+        labels = dataset_labels(dataset)
         if labels is None or labels.dtype.is_floating_point:
             raise ValueError(
                 f"{type(self).__name__} order={self.order!r} sorts by label, and "

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from unlearnkit.base import LossUnlearner, Stream, UnlearnBatch, init_arguments
-from unlearnkit.streams import StreamSource, split_batch
+from unlearnkit.datasets.tensors import dataset_labels
+from unlearnkit.streams import StreamSource
 from unlearnkit.vision.methods.scrub import _ForgetThenRetain
 
 
@@ -96,22 +97,20 @@ def learn_noise(
     return noise.detach().cpu()
 
 
-def _labels_in_order(loader: DataLoader) -> tuple[Tensor, tuple[int, ...]]:
-    """The labels of ``loader.dataset`` in dataset order ``(N,)`` and one sample's shape (one
-    unshuffled pass with the loader's batch size, workers and collate function)."""
-    plain = DataLoader(
-        loader.dataset,
-        batch_size=loader.batch_size or 1,
-        shuffle=False,
-        num_workers=loader.num_workers,
-        collate_fn=loader.collate_fn,
-    )
-    labels, shape = [], ()
-    for raw in plain:
-        batch = split_batch(raw)
-        shape = tuple(batch.x.shape[1:])
-        labels.append(torch.as_tensor(batch.y).long().reshape(-1).cpu())
-    return torch.cat(labels), shape
+def _labels_and_shape(loader: DataLoader) -> tuple[Tensor, tuple[int, ...]]:
+    """The labels of ``loader.dataset`` in dataset order ``(N,)`` and one sample's shape.
+
+    Raises:
+        ValueError: the dataset's labels are not scalar class ids.
+    """
+    labels = dataset_labels(loader.dataset)
+    if labels is None:
+        raise ValueError(
+            "UNSIR learns one noise batch per class: its forget and retain data need scalar class "
+            f"labels, but {type(loader.dataset).__name__}'s are not"
+        )
+    shape = tuple(torch.as_tensor(loader.dataset[0][0]).shape)  # one sample's (C, H, W)
+    return labels.long().reshape(-1).cpu(), shape
 
 
 class _ImpairRepairData(Dataset):
@@ -158,7 +157,7 @@ class NoiseThenRetain(Stream):
     def build(self, method: Any, model: nn.Module, source: StreamSource) -> DataLoader:
         method.check_hyperparameters()
         forget, retain = source.stream_loader("forget"), source.stream_loader("retain")
-        forget_labels, shape = _labels_in_order(forget)  # type: ignore[arg-type]
+        forget_labels, shape = _labels_and_shape(forget)  # type: ignore[arg-type]
         generator = torch.Generator().manual_seed(int(method.seed))
         method.noise_ = {
             int(c): learn_noise(
@@ -173,7 +172,7 @@ class NoiseThenRetain(Stream):
             )
             for c in torch.unique(forget_labels).tolist()
         }
-        retain_labels, _ = _labels_in_order(retain)  # type: ignore[arg-type]
+        retain_labels, _ = _labels_and_shape(retain)  # type: ignore[arg-type]
         pick = _first_per_label(retain_labels, method.retain_per_class)
         method.retain_subset_ = torch.tensor(pick, dtype=torch.long)
         noise = torch.cat(list(method.noise_.values()))

@@ -23,13 +23,13 @@ as ``x, y = batch`` and keeps the attributes in ``batch.attrs``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 __all__ = [
     "STANDARD_STREAMS",
@@ -39,6 +39,7 @@ __all__ = [
     "LoaderSource",
     "Stream",
     "StreamSource",
+    "TwoPassBatchSampler",
     "UnlearnBatch",
     "declared_streams",
     "open_streams",
@@ -377,3 +378,30 @@ def open_streams(method: Any, model: Any, source: StreamSource) -> dict[str, Ite
             out.setdefault(part, loader)
     out.setdefault("forget", forget)
     return out
+
+
+class TwoPassBatchSampler(Sampler[list[int]]):
+    """Index batches over a dataset of two consecutive parts: a shuffled pass over the first
+    ``n_first`` positions in batches of ``sizes[0]``, then one over the next ``n_second`` in
+    batches of ``sizes[1]`` — one epoch of a method that makes a pass over D_f and then a pass
+    over D_r (SCRUB's max- then min-steps, UNSIR's impair then repair data) inside one stream.
+
+    Args:
+        n_first: size of the first part (positions ``0 .. n_first - 1``).
+        n_second: size of the second part (positions ``n_first .. n_first + n_second - 1``).
+        sizes: the two batch sizes.
+        seed: seeds the shuffles (each epoch draws new orders from the same generator).
+    """
+
+    def __init__(self, n_first: int, n_second: int, sizes: tuple[int, int], seed: int) -> None:
+        self.n_first, self.n_second, self.sizes = n_first, n_second, sizes
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        first = torch.randperm(self.n_first, generator=self.generator).tolist()
+        second = (torch.randperm(self.n_second, generator=self.generator) + self.n_first).tolist()
+        for order, size in ((first, self.sizes[0]), (second, self.sizes[1])):
+            yield from (order[i : i + size] for i in range(0, len(order), size))
+
+    def __len__(self) -> int:
+        return -(-self.n_first // self.sizes[0]) + -(-self.n_second // self.sizes[1])

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import ConcatDataset, DataLoader, Sampler
+from torch.utils.data import ConcatDataset, DataLoader
 
 from unlearnkit.base import LossUnlearner, Stream, UnlearnBatch, init_arguments
-from unlearnkit.streams import Flagged, StreamSource
+from unlearnkit.streams import Flagged, StreamSource, TwoPassBatchSampler
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -26,23 +25,6 @@ def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: floa
     return F.kl_div(log_p_s, p_t, reduction="sum") * temperature**2 / student_logits.shape[0]
 
 
-class _ForgetThenRetain(Sampler[list[int]]):
-    """Index batches: a shuffled pass over D_f (its batch size), then one over D_r (its own)."""
-
-    def __init__(self, n_forget: int, n_retain: int, sizes: tuple[int, int], seed: int) -> None:
-        self.n_forget, self.n_retain, self.sizes = n_forget, n_retain, sizes
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        forget = torch.randperm(self.n_forget, generator=self.generator).tolist()
-        retain = (torch.randperm(self.n_retain, generator=self.generator) + self.n_forget).tolist()
-        for order, size in ((forget, self.sizes[0]), (retain, self.sizes[1])):
-            yield from (order[i : i + size] for i in range(0, len(order), size))
-
-    def __len__(self) -> int:
-        return -(-self.n_forget // self.sizes[0]) + -(-self.n_retain // self.sizes[1])
-
-
 class ForgetThenRetain(Stream):
     """Each epoch: every D_f batch (``attrs["from_forget"]`` true), then every D_r batch — the
     reference's separate max pass over D_f and min pass over D_r, in one stream."""
@@ -54,7 +36,7 @@ class ForgetThenRetain(Stream):
         forget, retain = source.stream_loader("forget"), source.stream_loader("retain")
         sizes = (int(forget.batch_size or 1), int(retain.batch_size or 1))  # type: ignore[union-attr]
         data = ConcatDataset([Flagged(forget.dataset, True), Flagged(retain.dataset, False)])  # type: ignore[union-attr]
-        sampler = _ForgetThenRetain(
+        sampler = TwoPassBatchSampler(
             len(forget.dataset),
             len(retain.dataset),
             sizes,

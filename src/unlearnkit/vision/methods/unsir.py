@@ -11,8 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from unlearnkit.base import LossUnlearner, Stream, UnlearnBatch, init_arguments
 from unlearnkit.datasets.tensors import dataset_labels
-from unlearnkit.streams import StreamSource
-from unlearnkit.vision.methods.scrub import _ForgetThenRetain
+from unlearnkit.streams import StreamSource, TwoPassBatchSampler
 
 
 def unsir_noise_loss(logits: Tensor, noise: Tensor, label: int, l2_weight: float) -> Tensor:
@@ -186,7 +185,7 @@ class NoiseThenRetain(Stream):
             retain.dataset,  # type: ignore[union-attr]
             pick,
         )
-        sampler = _ForgetThenRetain(  # two shuffled passes, each with its own batch size
+        sampler = TwoPassBatchSampler(  # two shuffled passes, each with its own batch size
             data.n_noise + len(pick),
             len(pick),
             (int(method.impair_batch_size), int(method.repair_batch_size)),

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from unlearnkit.data import ForgetSelector
+from unlearnkit.evaluation.collect import collect
 from unlearnkit.unlearner import init_arguments
 
 __all__ = [
@@ -287,7 +288,7 @@ class WorstCaseSelector(ForgetSelector):
             for t in range(int(self.upper_iterations)):
                 work.load_state_dict(theta_o)
                 self._lower(work, w, train_loader, device)
-                losses = self._losses(work, eval_loader, n, device, t)
+                losses = self._losses(work, eval_loader, device, t)
                 w = project_capped_simplex(w + sign * self.w_lr * (losses + 2 * self.gamma * w), m)
                 self.objective_.append(float((w * losses).sum()))
                 if (t + 1) % every == 0:
@@ -314,16 +315,10 @@ class WorstCaseSelector(ForgetSelector):
                         if g is not None:
                             p.add_(g.sign(), alpha=-self.theta_lr)
 
-    def _losses(
-        self, model: nn.Module, loader: DataLoader, n: int, device: torch.device, t: int
-    ) -> Tensor:
-        """Per-sample CE of θ_u over D_train (eval mode), ``(N,)`` float64."""
-        losses = torch.empty(n, dtype=torch.float64)
-        model.eval()
-        with torch.no_grad():
-            for x, y, index in loader:
-                out = F.cross_entropy(model(x.to(device)), y.to(device), reduction="none")
-                losses[index] = out.double().cpu()
+    def _losses(self, model: nn.Module, loader: DataLoader, device: torch.device, t: int) -> Tensor:
+        """Per-sample CE of θ_u over D_train (eval mode, the shared evaluation pass), ``(N,)``
+        float64 in D_train order (``loader`` is unshuffled)."""
+        losses = collect(model, loader, device=device).losses.double()
         if not torch.isfinite(losses).all():
             bad = int((~torch.isfinite(losses)).nonzero()[0])
             raise ValueError(

@@ -62,6 +62,7 @@ __all__ = [
     "is_global_zero",
     "make_logger",
     "report_name",
+    "row_names",
     "run_requests",
     "with_params",
 ]
@@ -644,11 +645,9 @@ class ExperimentBase(ABC):
         metrics["time/train_s"] = t_orig
         metrics.update(self._extra_metrics("original", original))
         rows.append(self._row("original", spec, metrics, out, cached=hit_o))
-        taken = {"retrain", "original"}
-        for method in methods:
+        for method, name in zip(methods, row_names(methods, self.reference_method), strict=True):
             if type(method) is self.reference_method:  # the reference row already is θ_r
                 continue
-            name = report_name(method, taken)
             if name in done:
                 rows.append(done[name])
                 continue
@@ -850,9 +849,17 @@ def run_requests(
     return ExperimentResult(rows=finished, run_dir=run_dir, failed=failed)
 
 
-def _method_names(exp: ExperimentBase, methods: Sequence[Unlearner]) -> list[str]:
+def row_names(methods: Sequence[Unlearner], reference: type) -> list[str]:
+    """Each method's row name in a run's report, in order: ``retrain`` for the reference method,
+    else :func:`report_name` made unique among the methods and the ``retrain``/``original`` rows
+    (``FineTune``, ``FineTune#2``, ...)."""
     taken = {"retrain", "original"}
-    return [report_name(m, taken) for m in methods if type(m) is not exp.reference_method]
+    return ["retrain" if type(m) is reference else report_name(m, taken) for m in methods]
+
+
+def _method_names(exp: ExperimentBase, methods: Sequence[Unlearner]) -> list[str]:
+    names = row_names(methods, exp.reference_method)
+    return [n for m, n in zip(methods, names, strict=True) if type(m) is not exp.reference_method]
 
 
 def _all_done(exp: ExperimentBase, methods: Sequence[Unlearner], done: Mapping[str, Any]) -> bool:

@@ -213,14 +213,11 @@ def _init_names(cls: type) -> list[str]:
 
 def name_candidates(candidates: Sequence[Candidate], reference: type) -> None:
     """Give each candidate the row name the run's report will use (``Name``, ``Name#2``, ...)."""
-    from unlearnkit.runs import report_name
+    from unlearnkit.runs import row_names
 
-    taken: set[str] = set()
-    for candidate in candidates:
-        if type(candidate.method) is reference:
-            candidate.name = "retrain"
-        else:
-            candidate.name = report_name(candidate.method, taken)
+    names = row_names([c.method for c in candidates], reference)
+    for candidate, name in zip(candidates, names, strict=True):
+        candidate.name = name
 
 
 def score(
@@ -294,56 +291,26 @@ def tuned_methods_yaml(
     return lines + yaml.safe_dump({"methods": entries}, sort_keys=False)
 
 
-def _markdown(result: TuningResult, columns: Sequence[str]) -> str:
-    from unlearnkit.evaluation.report import format_value
-
-    direction = "max" if result.maximize else "min"
-    head = ["method", "setting", f"{result.objective} ({direction})", *columns, "chosen"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def _table(result: TuningResult, columns: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The grid as report rows (one per tuned candidate, named ``Method setting``, the chosen
+    one marked) and their columns (the objective first), for the report's table renderers."""
+    keys = [result.objective, *(k for k in columns if k != result.objective)]
+    rows = []
     for c in result.candidates:
         if not c.changes:
             continue
-        chosen = result.chosen.get(c.base) is c
-        objective = "failed" if c.failed else format_value(result.objective, c.objective)
-        cells = [c.base, c.label, objective]
-        cells += [format_value(k, c.metrics.get(k)) for k in columns]
-        cells.append("**yes**" if chosen else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _console(result: TuningResult, columns: Sequence[str]) -> str:
-    from rich import box
-    from rich.table import Table
-
-    from unlearnkit.evaluation.report import format_value, render_text
-
-    table = Table(
-        title=f"Tuning by {result.objective} ({'max' if result.maximize else 'min'})",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    for header in ("method", "setting", result.objective, *columns, ""):
-        table.add_column(
-            header.replace("/", "\n"),
-            justify="left" if header in ("method", "setting") else "right",
-        )
-    for c in result.candidates:
-        if not c.changes:
-            continue
-        mark = "chosen" if result.chosen.get(c.base) is c else ""
-        objective = "failed" if c.failed else format_value(result.objective, c.objective)
-        cells = [c.base, c.label, objective, *(format_value(k, c.metrics.get(k)) for k in columns)]
-        table.add_row(*cells, mark)
-    return render_text(table)
+        mark = " (chosen)" if result.chosen.get(c.base) is c else " (failed)" if c.failed else ""
+        metrics = {k: c.metrics.get(k) for k in keys}
+        metrics[result.objective] = None if c.failed else c.objective
+        rows.append({"method": f"{c.base} {c.label}{mark}", "metrics": metrics})
+    return rows, keys
 
 
 def write_tuning(result: TuningResult, *, header: str, requests: Sequence[str]) -> list[Path]:
     """Write ``tune.md``, ``tune.json``, ``tune.png`` and ``tuned_methods.yaml`` (atomically)."""
     from unlearnkit.atomic import atomic_write_bytes
     from unlearnkit.evaluation.plots import plot_tuning
-    from unlearnkit.evaluation.report import is_percent_metric
+    from unlearnkit.evaluation.report import format_markdown_table, is_percent_metric
 
     run_dir = Path(result.run_dir or ".")
     columns = [k for k in TUNE_COLUMNS if any(k in c.metrics for c in result.candidates)]
@@ -352,9 +319,9 @@ def write_tuning(result: TuningResult, *, header: str, requests: Sequence[str]) 
         f"Calibration request(s): {', '.join(requests)}. Each value is the mean over seeds and "
         "requests; accuracies and rates in %, times in s.\n\n"
     )
-    written = [
-        atomic_write_bytes(run_dir / "tune.md", (title + _markdown(result, columns)).encode())
-    ]
+    rows, keys = _table(result, columns)
+    table = format_markdown_table(rows, keys, sort_methods=False)
+    written = [atomic_write_bytes(run_dir / "tune.md", (title + table).encode())]
     document = {
         "objective": result.objective,
         "maximize": result.maximize,
@@ -513,7 +480,11 @@ def tune_command(argv: list[str], *, job_parser: Any, run: Any, reference: type)
         f"use: unlearnkit run -c <experiment.yaml> -c {parent / 'tuned_methods.yaml'}"
     )
     write_tuning(tuned, header=header, requests=requests)
-    print(_console(tuned, [k for k in TUNE_COLUMNS if any(k in c.metrics for c in candidates)]))
+    from unlearnkit.evaluation.report import console_table, render_text
+
+    rows, keys = _table(tuned, [k for k in TUNE_COLUMNS if any(k in c.metrics for c in candidates)])
+    direction = "max" if init.maximize else "min"
+    print(render_text(console_table(rows, keys, title=f"Tuning by {init.objective} ({direction})")))
     for base, c in tuned.chosen.items():
         print(f"{base}: {c.label}  ({init.objective} {c.objective:.4g})")
     print(f"tuning written to {parent} (tuned_methods.yaml: the chosen methods as a config)")

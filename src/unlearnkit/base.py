@@ -86,8 +86,7 @@ class LossUnlearner(Unlearner):
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
         self.seed = seed
-        for name, value in method_params.items():
-            setattr(self, name, value)
+        super().__init__(**method_params)
 
     def setup(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
         """Prepare state before the first step (teacher copies, masks, ...). Default: nothing."""

@@ -63,6 +63,13 @@ class Unlearner(ABC):
     streams: ClassVar[tuple[str | Stream, ...]] = ("forget",)
     iterative: ClassVar[bool] = False
 
+    def __init__(self, **hyperparameters: Any) -> None:
+        """Store every hyper-parameter unchanged as an attribute (scikit-learn's rule: no logic
+        here). A method keeps its own typed signature with the paper's defaults and forwards it:
+        ``super().__init__(**init_arguments(locals()))``."""
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
+
     @property
     def requires_retain(self) -> bool:
         """Whether the method reads D_r (a ``retain`` or ``union`` stream, or ``train`` built

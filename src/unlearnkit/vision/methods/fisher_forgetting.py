@@ -134,8 +134,7 @@ class FisherForgetting(Unlearner):
         reset_forgotten_classes: bool = True,
         layers: list[str] | None = None,
     ) -> None:
-        for name, value in init_arguments(locals()).items():
-            setattr(self, name, value)
+        super().__init__(**init_arguments(locals()))
 
     def apply(
         self, model: nn.Module, loaders: Mapping[str, Iterable], *, trainer: Any | None = None

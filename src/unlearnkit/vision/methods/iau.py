@@ -72,8 +72,7 @@ class IAU(Unlearner):
         forget_weight: float = 1.0,
         layers: list[str] | None = None,
     ) -> None:
-        for name, value in init_arguments(locals()).items():
-            setattr(self, name, value)
+        super().__init__(**init_arguments(locals()))
 
     def apply(
         self, model: nn.Module, loaders: Mapping[str, Iterable], *, trainer: Any | None = None

@@ -127,8 +127,7 @@ class IU(Unlearner):
         woodfisher_samples: int = 1000,
         layers: list[str] | None = None,
     ) -> None:
-        for name, value in init_arguments(locals()).items():
-            setattr(self, name, value)
+        super().__init__(**init_arguments(locals()))
 
     def apply(
         self, model: nn.Module, loaders: Mapping[str, Iterable], *, trainer: Any | None = None

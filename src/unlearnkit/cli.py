@@ -122,10 +122,6 @@ def tune_command(argv: list[str]) -> int:
     return tune(argv, job_parser=run_parser, run=run_instantiated, reference=Retrain)
 
 
-def _has_config(argv: list[str]) -> bool:
-    return any(a in ("-c", "--config") or a.startswith("--config=") for a in argv)
-
-
 def train_command(argv: list[str]) -> int:
     """``unlearnkit train [-c experiment.yaml] --out original.pt``: save the original model.
 
@@ -148,7 +144,7 @@ def train_command(argv: list[str]) -> int:
     from unlearnkit.jobs import (
         data_class,
         data_class_path,
-        default_experiment_path,
+        default_to_embedded_experiment,
         parse_or_explain,
     )
 
@@ -173,8 +169,7 @@ def train_command(argv: list[str]) -> int:
     parser.add_argument(
         "--out", type=str, required=True, help="the .pt file to write (never overwritten)"
     )
-    if not _has_config(argv):
-        parser.default_config_files = [str(default_experiment_path())]
+    default_to_embedded_experiment(parser, argv)
     cfg = parse_or_explain(parser, argv)
     from unlearnkit.module import check_trainer_arguments
 

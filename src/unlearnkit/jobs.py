@@ -25,6 +25,7 @@ __all__ = [
     "data_class",
     "data_class_path",
     "default_experiment_path",
+    "default_to_embedded_experiment",
     "resume_argv",
     "prepare_job",
     "run_job",
@@ -37,6 +38,14 @@ DATA_MODULES = ("unlearnkit.datasets", "unlearnkit.recsys.data")
 def default_experiment_path() -> Path:
     """The embedded default experiment (digits, class-0 and random-10% forgetting)."""
     return Path(str(resources.files("unlearnkit") / "configs" / "default.yaml"))
+
+
+def default_to_embedded_experiment(parser: ArgumentParser, argv: list[str]) -> None:
+    """Make the embedded default experiment ``parser``'s default config unless ``argv`` names a
+    ``-c``/``--config`` of its own (``run``, ``train`` and ``tune`` without ``-c``); ``--help``
+    then shows the default's values."""
+    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
+        parser.default_config_files = [str(default_experiment_path())]
 
 
 def common_run_parser(

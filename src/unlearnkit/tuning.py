@@ -420,12 +420,16 @@ def tune_command(argv: list[str], *, job_parser: Any, run: Any, reference: type)
             objective no row has.
     """
     from unlearnkit.evaluation.report import new_run_dir
-    from unlearnkit.jobs import _failures, _quiet_logging, default_experiment_path, prepare_job
+    from unlearnkit.jobs import (
+        _failures,
+        _quiet_logging,
+        default_to_embedded_experiment,
+        prepare_job,
+    )
     from unlearnkit.runs import is_global_zero, with_params
 
     parser = tune_parser(job_parser)
-    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
-        parser.default_config_files = [str(default_experiment_path())]
+    default_to_embedded_experiment(parser, argv)
     if any(a == "--resume" or a.startswith("--resume=") for a in argv):
         raise ValueError(
             "--resume is for `unlearnkit run`; run the tune again instead (a new directory: "

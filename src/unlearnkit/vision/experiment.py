@@ -21,7 +21,12 @@ from unlearnkit.evaluation.collect import Outputs
 from unlearnkit.evaluation.evaluator import Evaluator
 from unlearnkit.evaluation.metrics import per_class_accuracy
 from unlearnkit.evaluation.mia import mia_scores
-from unlearnkit.jobs import common_run_parser, default_experiment_path, resume_argv, run_job
+from unlearnkit.jobs import (
+    common_run_parser,
+    default_to_embedded_experiment,
+    resume_argv,
+    run_job,
+)
 from unlearnkit.runs import (
     ExperimentBase,
     ExperimentResult,
@@ -339,6 +344,5 @@ def run_command(argv: list[str]) -> int:
     """
     parser = run_parser()
     argv = resume_argv(argv)  # --resume DIR: the config recorded there comes first
-    if not any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
-        parser.default_config_files = [str(default_experiment_path())]
+    default_to_embedded_experiment(parser, argv)
     return run_job(parser, argv, run_instantiated, report_table)

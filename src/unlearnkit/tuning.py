@@ -225,6 +225,13 @@ def score(
 ) -> None:
     """Collect each candidate's objective and mean metrics from one run's report rows.
 
+    Called once per seed; a failed row marks its candidate failed (never chosen).
+
+    Args:
+        candidates: the grid, named by :func:`name_candidates`.
+        rows: one run's report rows ``{"method", "metrics", "status"?, "error"?}``.
+        objective: the metric key scored.
+
     Raises:
         ValueError: no finished row has the objective (the message lists the metric keys).
     """
@@ -251,6 +258,13 @@ def choose(candidates: Sequence[Candidate], *, maximize: bool = False) -> dict[s
 
     Methods that ran only as configured are not in the result. A method all of whose
     candidates failed is left out as well (its rows say why).
+
+    Args:
+        candidates: the scored grid (:func:`score`).
+        maximize: larger objective is better (default: smaller, e.g. Avg. Gap).
+
+    Returns:
+        ``{class name: chosen Candidate}``.
     """
     chosen: dict[str, Candidate] = {}
     tuned = {c.base for c in candidates if c.changes}
@@ -268,7 +282,16 @@ def tuned_methods_yaml(
     """The ``methods:`` fragment: every method of the experiment, each tuned one as chosen.
 
     Each entry names the full class path and every ``__init__`` argument, so the fragment
-    means the same thing whatever the defaults become.
+    means the same thing whatever the defaults become. A tuned method whose candidates all
+    failed keeps the settings the experiment configured.
+
+    Args:
+        candidates: every grid point, in grid order (:func:`expand_grid`).
+        chosen: the choice per class name (:func:`choose`).
+        header: text written as ``#`` comment lines above the YAML (what chose, and how to use it).
+
+    Returns:
+        YAML text ``methods: [{class_path, init_args}, ...]``, one entry per method.
     """
     import yaml
 

@@ -133,7 +133,7 @@ def test_subset_rejects_bad_indices(indices, match: str) -> None:
         ({"images": [[0]]}, TypeError, "torch.Tensor"),
         ({"targets": torch.tensor([0, 1, 0])}, ValueError, "shape"),
         ({"targets": torch.tensor([0, 3])}, ValueError, "0..2"),
-        ({"targets": torch.tensor([0.0, 1.0])}, ValueError, "integer dtype"),
+        ({"targets": torch.tensor([0.0, 1.0])}, ValueError, "integer class indices"),
         ({"mean": (0.5, 0.5)}, ValueError, "one value per channel"),
         ({"std": (0.0,)}, ValueError, "positive"),
         ({"fine_targets": torch.tensor([0, 5]), "fine_classes": ["x", "y"]}, ValueError, "0..1"),

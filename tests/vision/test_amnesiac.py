@@ -103,3 +103,22 @@ def test_a_single_output_model_is_an_error():
     forget, retain = _loaders()
     with pytest.raises(ValueError, match="at least 2 classes"):
         Amnesiac().unlearn(nn.Linear(8, 1), forget, retain)
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (torch.arange(10) % 3 + 0.0, "integer class indices"),  # float labels
+        (torch.arange(10) % 3 + 2, r"must lie in 0\.\.2 .* got range [0-2]\.\.4"),  # beyond the 3 outputs
+    ],
+)
+def test_bad_forget_labels_are_one_clear_error(labels, match):
+    x = torch.randn(10, 8, generator=torch.Generator().manual_seed(0))
+    forget = DataLoader(TensorDataset(x, labels), batch_size=4)
+    _, retain = _loaders()
+    for method in (Amnesiac(seed=0), RandomLabel(seed=0)):
+        with pytest.raises(ValueError, match=match):
+            if isinstance(method, Amnesiac):
+                RelabelledUnion().build(method, TinyMLP(), LoaderSource(forget, retain))
+            else:
+                method.unlearn(TinyMLP(), forget, retain)

@@ -65,6 +65,11 @@ def test_neighbour_search_bad_inputs():
         neighbour_search(model, X, Y, bound=0.1, mean=(0.5,), std=(0.0,))
     with pytest.raises(ValueError, match="bound must be >= 0"):
         neighbour_search(model, X, Y, bound=-0.1)
+    # labels the 3-output model has no class for, or float labels: one clear error, not torch's
+    with pytest.raises(ValueError, match=r"0\.\.2 for a model with 3 outputs, got range 0\.\.7"):
+        neighbour_search(model, X, torch.tensor([0, 7]), bound=0.1)
+    with pytest.raises(ValueError, match="integer class indices"):
+        neighbour_search(model, X, Y.float(), bound=0.1)
 
 
 # -- Boundary Shrink ----------------------------------------------------------------------------

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
-__all__ = ["TensorImageDataset", "dataset_labels", "with_superclasses"]
+__all__ = ["TensorImageDataset", "class_indices", "dataset_labels", "with_superclasses"]
 
 _CROP_PADDING = 4
 
@@ -258,24 +259,51 @@ def _check_images(images: Tensor) -> None:
         )
 
 
+def class_indices(labels: Any, num_classes: int, *, name: str = "labels") -> Tensor:
+    """``labels`` as int64 class indices, checked to lie in ``0..num_classes - 1``.
+
+    The boundary check of every method that reads labels (relabelling, FGSM neighbours) and of
+    :class:`TensorImageDataset`, so a float or out-of-range label is one clear error instead of
+    torch's ``cross_entropy`` / indexing errors.
+
+    Args:
+        labels: integer tensor (any shape), or anything ``torch.as_tensor`` accepts.
+        num_classes: the classifier's number of outputs ``C`` (>= 1).
+        name: what the labels are, for the message (e.g. ``"Amnesiac: D_f labels"``).
+
+    Returns:
+        ``labels`` as an int64 tensor, same shape and device.
+
+    Raises:
+        ValueError: a floating-point, complex or boolean dtype (class labels are integer
+            indices), or a label outside ``0..num_classes - 1``.
+    """
+    labels = torch.as_tensor(labels)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(
+            f"{name} must be integer class indices (an int64 tensor), got dtype {labels.dtype}; "
+            "convert them with .long() if they are whole numbers"
+        )
+    labels = labels.long()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"{name} must lie in 0..{num_classes - 1} for a model with {num_classes} outputs, "
+            f"got range {int(labels.min())}..{int(labels.max())}; is the model built for this "
+            "dataset's number of classes?"
+        )
+    return labels
+
+
 def _check_labels(labels: Tensor, n: int, num_classes: int, name: str) -> Tensor:
     if not isinstance(labels, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"{name} must have an integer dtype, got {labels.dtype}")
     if labels.shape != (n,):
         raise ValueError(
             f"{name} must have shape ({n},) to match images, got {tuple(labels.shape)}"
         )
     if num_classes == 0:
         raise ValueError(f"{name}: the class-name list is empty; pass one name per class")
-    labels = labels.long()
-    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"{name} must lie in 0..{num_classes - 1} (one per class name), "
-            f"got range {int(labels.min())}..{int(labels.max())}"
-        )
-    return labels
+    return class_indices(labels, num_classes, name=name)
 
 
 def _check_attribute(name: str, values: Tensor, n: int) -> Tensor:

@@ -63,7 +63,7 @@ class RelabelledUnion(Stream):
             collate_fn=forget.collate_fn,  # type: ignore[union-attr]
         )
         batches = [split_batch(b) for b in plain]
-        labels = torch.cat([torch.as_tensor(b.y).long().reshape(-1).cpu() for b in batches])
+        labels = torch.cat([torch.as_tensor(b.y).reshape(-1).cpu() for b in batches])
         num_classes = _num_classes(model, batches[0].x)
         if num_classes < 2:
             raise ValueError("Amnesiac needs a classifier with at least 2 classes")

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
+from unlearnkit.datasets.tensors import class_indices
 
 __all__ = ["BoundaryExpanding", "BoundaryShrink", "classifier_head", "neighbour_search"]
 
@@ -72,7 +73,8 @@ def neighbour_search(
 
     Raises:
         ValueError: ``bound`` negative; only one of ``mean``/``std``; their length not ``C`` or
-            1; a non-positive ``std``.
+            1; a non-positive ``std``; ``y`` not integer class indices below the model's number
+            of outputs.
     """
     if bound < 0:
         raise ValueError(f"bound must be >= 0 (the FGSM step), got {bound}")
@@ -83,7 +85,9 @@ def neighbour_search(
     try:
         x_grad = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            loss = F.cross_entropy(model(x_grad), y)
+            logits = model(x_grad)
+            y = class_indices(y, logits.shape[-1], name="Boundary Shrink: the forget set's labels")
+            loss = F.cross_entropy(logits, y)
             (grad,) = torch.autograd.grad(loss, x_grad)
         step = bound * grad.sign()
         if mean is None:
@@ -137,7 +141,8 @@ class BoundaryShrink(LossUnlearner):
             a sample θ_o already misclassifies counts as a success, as there).
 
     Raises:
-        ValueError: ``bound`` negative, or bad ``input_mean``/``input_std`` (first step).
+        ValueError: ``bound`` negative, bad ``input_mean``/``input_std``, or D_f labels that are
+            not integer class indices of the model (first step).
     """
 
     streams: ClassVar[tuple[str, ...]] = ("forget",)

@@ -9,13 +9,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
+from unlearnkit.datasets.tensors import class_indices
 
 
 def random_wrong_labels(y: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
     """Uniformly random labels different from ``y``.
 
     Shapes: ``y`` (B,) int64 → (B,) int64, each entry in ``[0, num_classes) \\ {y_i}``.
+
+    Raises:
+        ValueError: ``y`` is not integer class indices in ``0..num_classes - 1``
+            (:func:`~unlearnkit.datasets.tensors.class_indices`).
     """
+    y = class_indices(y, num_classes, name="the forget set's labels")
     offset = torch.randint(1, num_classes, y.shape, generator=generator, device="cpu").to(y.device)
     return (y + offset) % num_classes
 

@@ -183,6 +183,11 @@ def test_tune_without_a_grid_or_with_resume_is_one_line(tmp_path, capsys):
     bad = ["tune", "-c", str(config), "--grid", "{SalUn: {lr: [0.1]}}"]
     assert main([*bad, "--output", str(tmp_path / "runs")]) == 2
     assert "not among the experiment's methods" in capsys.readouterr().err
+    grid = ["--grid", "{FineTune: {lr: [0.1]}}"]
+    for objective in ("avg_gap", "gap/", "gap/avg "):  # not split/metric: refused before any run
+        argv = ["tune", "-c", str(config), *grid, "--objective", objective]
+        assert main([*argv, "--output", str(tmp_path / "runs")]) == 2
+        assert f"--objective {objective!r} is not a metric key" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing written, nothing trained
 
 

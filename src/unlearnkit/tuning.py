@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ __all__ = [
     "tune_command",
     "tuned_methods_yaml",
 ]
+
+#: A row metric key: ``split/metric`` (``gap/avg``, ``forget/ua``, ``test/recall@20``, ...).
+_METRIC_KEY = re.compile(r"[A-Za-z0-9_]+/[A-Za-z0-9_@.]+")
 
 #: Columns of ``tune.md`` besides the objective (when the rows have them).
 TUNE_COLUMNS = ("forget/acc", "retain/acc", "test/acc", "mia/efficacy", "time/unlearn_s")
@@ -425,6 +429,24 @@ def tune_parser(job_parser: Any) -> Any:
     return parser
 
 
+def check_objective(objective: str) -> None:
+    """Refuse, before any run, an ``--objective`` that cannot be a row metric key.
+
+    Keys are ``split/metric`` (a run's ``report.json`` lists those its evaluator reports). A
+    well-formed key that no row has is still only found after the first seed's run (the
+    evaluator's keys are known only once it has run): :func:`score` names the keys then.
+
+    Raises:
+        ValueError: ``objective`` is not of the form ``split/metric``.
+    """
+    if not _METRIC_KEY.fullmatch(objective):
+        raise ValueError(
+            f"--objective {objective!r} is not a metric key: keys are split/metric, e.g. gap/avg "
+            "(the default), forget/ua, retain/acc, test/acc, mia/efficacy, time/unlearn_s, or "
+            "test/recall@20 for a recommender; a run's report.json lists them all"
+        )
+
+
 def tune_command(argv: list[str], *, job_parser: Any, run: Any, reference: type) -> int:
     """``unlearnkit tune``: parse, run every grid point, choose, write and print.
 
@@ -459,6 +481,7 @@ def tune_command(argv: list[str], *, job_parser: Any, run: Any, reference: type)
             "its original, retrained models and evaluations come from the cache)"
         )
     init, config, common = prepare_job(parser, argv)
+    check_objective(init.objective)
     if not init.grid:
         raise ValueError(
             "tune needs a --grid, e.g. --grid '{FineTune: {lr: [0.01, 0.02]}}' "

@@ -109,7 +109,8 @@ def test_a_single_output_model_is_an_error():
     ("labels", "match"),
     [
         (torch.arange(10) % 3 + 0.0, "integer class indices"),  # float labels
-        (torch.arange(10) % 3 + 2, r"must lie in 0\.\.2 .* got range [0-2]\.\.4"),  # beyond the 3 outputs
+        # beyond the 3 outputs
+        (torch.arange(10) % 3 + 2, r"must lie in 0\.\.2 .* got range [0-2]\.\.4"),
     ],
 )
 def test_bad_forget_labels_are_one_clear_error(labels, match):

@@ -46,6 +46,9 @@ SKIPPED = {
     "unlearnkit reproduce worstcase_fmnist": (
         "needs ../shared/data/fashion-mnist and ~40 min (tests/reproduce/ runs its smoke grid)"
     ),
+    "unlearnkit reproduce iau_cifar10": (
+        "needs ../shared/data/cifar10-jpeg-q75.tar.gz and ~1 h (tests/reproduce/ runs its smoke grid)"
+    ),
     "unlearnkit reproduce recsys_movielens --seeds 0 1 2": (
         "three seeds of the full recommender table: many minutes (its path: tests/reproduce/)"
     ),

@@ -277,6 +277,7 @@ def test_every_table_claiming_a_paper_comparison_has_a_filled_cell():
         "iau_cifar10",
         "recsys_movielens",
         "ssd_fullclass_cifar10",
+        "worstcase_cifar10",
         "worstcase_fmnist",
     ]
     cifar = load_table("ssd_fullclass_cifar10")
@@ -333,24 +334,41 @@ def test_among_smallest_check_ranks_the_methods_rows_by_hand():
     assert evaluate_checks(spec, aggregate(rows), "a")[0]["status"] == "MISSED"
 
 
-def test_worstcase_table_parses_its_selector_and_its_smoke_run_searches(tmp_path, capsys):
+WORSTCASE_ROWS = ["FineTune", "GradientAscent", "NegGradPlus", "RandomLabel", "SSD", "L1Sparse"]
+
+
+@pytest.mark.parametrize(
+    ("table", "lower_epochs"), [("worstcase_fmnist", 1), ("worstcase_cifar10", 10)]
+)
+def test_worstcase_tables_parse_their_selector(table, lower_epochs):
+    """Both worst-case specs: a searched and a random request, the same rows and checks (the
+    CIFAR-10 one, for GPU users, is not smoke-run here: its search alone is minutes on a CPU)."""
     from unlearnkit.vision.worst_case import WorstCaseSelector
 
-    spec = load_table("worstcase_fmnist")
+    spec = load_table(table)
     parser = run_parser()
     cfg = parser.parse_object({**spec.experiment, "forget": spec.forget, "arch": spec.archs[0]})
     init = parser.instantiate(cfg)
     searched, drawn = init.forget
     assert isinstance(searched.selector, WorstCaseSelector) and drawn.selector is None
+    assert searched.selector.lower_epochs == lower_epochs and searched.selector.w_lr == 100.0
     assert searched.label == "worst_case 10 %" and spec.smoke["max_requests"] == 1
-    rows = ["FineTune", "GradientAscent", "NegGradPlus", "RandomLabel", "SSD", "L1Sparse"]
     assert [type(m).__name__ for m in init.methods] == [
         "Retrain",
-        *rows,
+        *WORSTCASE_ROWS,
         "SalUn",
         "SCRUB",
         "BoundaryShrink",
     ]
+    assert {c["claim"] for c in spec.checks} == {
+        c["claim"] for c in load_table("worstcase_fmnist").checks
+    }
+    assert {c.request for c in spec.paper_cells} == {"worst_case 10 %", "random 10 % (seed 0)"}
+    assert {c.setting for c in spec.paper_cells} <= {*spec.archs, *spec.gpu_archs}
+
+
+def test_worstcase_smoke_run_searches(tmp_path, capsys):
+    rows = WORSTCASE_ROWS
     data = SHARED / "data" / "fashion-mnist"
     if not data.exists():
         pytest.skip(f"{data} absent (the real data lives in ../shared/data)")

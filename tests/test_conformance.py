@@ -142,3 +142,15 @@ def test_hyperparameters_stored_as_given(name):
         own = [s for s in declared if not isinstance(s, str)]  # method-defined Streams
         assert standard <= {"forget", "retain", "union"}
         assert all(s.name and set(s.parts) <= {"forget", "retain", "train"} for s in own)
+
+
+def test_a_method_that_diverges_is_one_clear_error_not_a_nan_model(trained_mlp, blob_splits):
+    """Gradient ascent with a huge step drives the weights to inf/NaN: unlearn says so (instead
+    of returning a model whose NaN outputs fail later, e.g. inside the SVC attack)."""
+    from unlearnkit.vision import GradientAscent
+
+    model = fresh(trained_mlp)
+    with pytest.raises(ValueError, match=r"holds NaN or inf after unlearning: the method diverged"):
+        GradientAscent(lr=1e30, epochs=3).unlearn(model, blob_splits["forget"], None)
+    ok = GradientAscent(lr=1e-3, epochs=1).unlearn(fresh(trained_mlp), blob_splits["forget"], None)
+    assert torch.isfinite(flat(ok)).all()

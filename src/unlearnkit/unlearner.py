@@ -101,7 +101,10 @@ class Unlearner(ABC):
 
         Raises:
             TypeError: ``model`` is not an ``nn.Module``.
-            ValueError: ``forget`` is empty, or a stream the method reads is missing.
+            ValueError: ``forget`` is empty, or a stream the method reads is missing; a parameter
+                of ``model`` holds NaN or inf, before unlearning or after it (the method
+                diverged, e.g. gradient ascent with too large a step: lower ``lr`` or
+                ``epochs``; ``model`` is then left as the method made it).
         """
         for name, loader in {"forget": forget, "retain": retain, **loaders}.items():
             if isinstance(loader, Dataset):
@@ -120,7 +123,9 @@ class Unlearner(ABC):
             TypeError / ValueError: as :meth:`unlearn`.
         """
         self.check_model(model)
-        return self.apply(model, open_streams(self, model, source), trainer=trainer)
+        result = self.apply(model, open_streams(self, model, source), trainer=trainer)
+        self._check_finite(result, "after unlearning: the method diverged; lower its lr or epochs")
+        return result
 
     @abstractmethod
     def apply(
@@ -139,11 +144,14 @@ class Unlearner(ABC):
             raise TypeError(
                 f"{type(self).__name__}.unlearn expects a torch.nn.Module, got {type(model).__name__}"
             )
+        self._check_finite(model, "before unlearning; load a valid checkpoint of the original model")
+
+    def _check_finite(self, model: nn.Module, when: str) -> None:
         for name, param in model.named_parameters():
             if not bool(torch.isfinite(param.detach()).all()):
                 raise ValueError(
                     f"{type(self).__name__}.unlearn: the model's parameter {name!r} holds NaN or "
-                    "inf before unlearning; load a valid checkpoint of the original model"
+                    f"inf {when}"
                 )
 
     def get_params(self) -> dict[str, Any]:

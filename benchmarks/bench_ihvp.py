@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=512, help="retain samples (28x28 gray)")
     p.add_argument("--iters", type=int, default=2, help="CG iterations")
     p.add_argument("--damping", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=128, help="retain batch of model_hvp")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -41,7 +42,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.n, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (args.n,), generator=g)
-    loader = DataLoader(TensorDataset(x, y), batch_size=128)
+    loader = DataLoader(TensorDataset(x, y), batch_size=args.batch_size)
     v, _ = mean_gradient(model, DataLoader(TensorDataset(x[:64], y[:64]), batch_size=64))
 
     params = {k: q.detach() for k, q in model.named_parameters()}
@@ -64,7 +65,7 @@ def main() -> None:
 
     results, rows = {}, []
     for name, fn in (
-        ("batched (model_hvp, batch 128)", batched_hvp),
+        (f"batched (model_hvp, batch {args.batch_size})", batched_hvp),
         ("naive per-sample", naive_hvp),
     ):
         start = time.perf_counter()

@@ -144,7 +144,9 @@ class Unlearner(ABC):
             raise TypeError(
                 f"{type(self).__name__}.unlearn expects a torch.nn.Module, got {type(model).__name__}"
             )
-        self._check_finite(model, "before unlearning; load a valid checkpoint of the original model")
+        self._check_finite(
+            model, "before unlearning; load a valid checkpoint of the original model"
+        )
 
     def _check_finite(self, model: nn.Module, when: str) -> None:
         for name, param in model.named_parameters():

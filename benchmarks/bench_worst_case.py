@@ -18,6 +18,9 @@ next to a random set of the same size.
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_worst_case.py --train-limit 2000 --lower 2
+    # the worstcase_fmnist table's setting (10k images, 8 epochs, 1 signSGD pass, w_lr 100):
+    OMP_NUM_THREADS=1 python benchmarks/bench_worst_case.py --train-limit 10000 --epochs 8 \
+        --lower 1 --w-lr 100
 """
 
 from __future__ import annotations

@@ -500,3 +500,15 @@ def test_fit_runs_the_methods_own_epochs_and_refuses_another_max_epochs(
     config.trainer.max_epochs = None
     _match_epochs(config)
     assert config.trainer.max_epochs == 0  # one-shot
+
+
+def test_fit_of_a_method_that_diverges_fails_and_saves_no_nan_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    ga = str(ROOT / "configs" / "method" / "gradient_ascent.yaml")
+    args = ["fit"] + [w for frag in [*FIT_FRAGMENTS, ga] for w in ("-c", frag)]
+    assert main([*args, "--model.method.init_args.lr", "1e30"]) == 2
+    err = capsys.readouterr().err
+    assert "GradientAscent (fit): the model's " in err and "the method diverged" in err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.endswith("-fit-failed")  # set aside: runs/*-fit names only good fits
+    assert not (run / "unlearned.pt").exists()

@@ -152,5 +152,8 @@ def test_a_method_that_diverges_is_one_clear_error_not_a_nan_model(trained_mlp, 
     model = fresh(trained_mlp)
     with pytest.raises(ValueError, match=r"holds NaN or inf after unlearning: the method diverged"):
         GradientAscent(lr=1e30, epochs=3).unlearn(model, blob_splits["forget"], None)
+    for lr in (float("nan"), float("inf"), 0.0, -1e6):  # refused before any step
+        with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+            GradientAscent(lr=lr).unlearn(fresh(trained_mlp), blob_splits["forget"], None)
     ok = GradientAscent(lr=1e-3, epochs=1).unlearn(fresh(trained_mlp), blob_splits["forget"], None)
     assert torch.isfinite(flat(ok)).all()

@@ -189,6 +189,10 @@ def test_tune_without_a_grid_or_with_resume_is_one_line(tmp_path, capsys):
         assert main([*argv, "--output", str(tmp_path / "runs")]) == 2
         assert f"--objective {objective!r} is not a metric key" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing written, nothing trained
+    from unlearnkit.tuning import check_objective
+
+    for objective in ("tow", "gap/avg", "test/recall@20"):  # real keys pass the check
+        check_objective(objective)
 
 
 @pytest.mark.parametrize(

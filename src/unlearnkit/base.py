@@ -13,6 +13,7 @@ any Lightning accelerator/strategy works for both.
 from __future__ import annotations
 
 import inspect
+import math
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
@@ -108,7 +109,15 @@ class LossUnlearner(Unlearner):
         return [p for p in model.parameters() if p.requires_grad]
 
     def configure_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        """Build the optimizer over :meth:`trainable_parameters`."""
+        """Build the optimizer over :meth:`trainable_parameters`.
+
+        Raises:
+            ValueError: ``lr`` is not a finite number > 0, or an unknown ``optimizer``.
+        """
+        if not (math.isfinite(float(self.lr)) and float(self.lr) > 0):
+            raise ValueError(
+                f"{type(self).__name__}: lr must be a finite number > 0, got {self.lr}"
+            )
         params = list(self.trainable_parameters(model))
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)

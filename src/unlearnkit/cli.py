@@ -332,9 +332,12 @@ def lightning_cli(args: list[str]) -> None:
             from unlearnkit.atomic import atomic_write_bytes
             from unlearnkit.checkpoint import save_checkpoint
             from unlearnkit.evaluation.evaluator import Evaluator
+            from unlearnkit.unlearner import DIVERGED, check_finite_model
 
             module = self.model
             method = type(module.method).__name__
+            # a diverged method fails the fit (set aside as -failed) instead of saving NaN weights
+            check_finite_model(module.model, f"{method} (fit)", DIVERGED)
             meta = {"kind": "unlearned", "method": method, "original": module.checkpoint}
             path = save_checkpoint(module.model, self.run_dir / "unlearned.pt", meta=meta)
             evaluator = module.evaluator or Evaluator()

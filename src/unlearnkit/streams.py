@@ -262,7 +262,18 @@ def union_loader(forget: DataLoader, retain: DataLoader, *, seed: int) -> DataLo
     Batch size and workers follow the retain loader; the order is seeded by ``seed``.
 
     Shapes: ``x`` (B, ...), ``y`` (B,) int64, ``attrs["from_forget"]`` (B,) bool.
+
+    Raises:
+        ValueError: a sample's label is not a scalar class id (e.g. an ``(N, 1)`` label tensor:
+            D_f and D_r samples could not be batched together).
     """
+    for name, dataset in (("D_f", forget.dataset), ("D_r", retain.dataset)):
+        label = dataset[0][1] if len(dataset) else 0  # type: ignore[arg-type, index]
+        if isinstance(label, torch.Tensor) and label.ndim != 0:
+            raise ValueError(
+                f"{name}'s samples must carry one scalar class id each, got a label of shape "
+                f"{tuple(label.shape)} for sample 0; squeeze (N, 1) labels, argmax one-hot ones"
+            )
     union = ConcatDataset([Flagged(forget.dataset, True), Flagged(retain.dataset, False)])
     return DataLoader(
         union,

@@ -41,8 +41,10 @@ __all__ = [
     "tuned_methods_yaml",
 ]
 
-#: A row metric key: ``split/metric`` (``gap/avg``, ``forget/ua``, ``test/recall@20``, ...).
+#: A row metric key: ``split/metric`` (``gap/avg``, ``forget/ua``, ``test/recall@20``, ...),
+#: or one of the few summary keys without a split (``tow``, the tug-of-war score).
 _METRIC_KEY = re.compile(r"[A-Za-z0-9_]+/[A-Za-z0-9_@.]+")
+_BARE_KEYS = ("tow",)
 
 #: Columns of ``tune.md`` besides the objective (when the rows have them).
 TUNE_COLUMNS = ("forget/acc", "retain/acc", "test/acc", "mia/efficacy", "time/unlearn_s")
@@ -432,18 +434,19 @@ def tune_parser(job_parser: Any) -> Any:
 def check_objective(objective: str) -> None:
     """Refuse, before any run, an ``--objective`` that cannot be a row metric key.
 
-    Keys are ``split/metric`` (a run's ``report.json`` lists those its evaluator reports). A
+    Keys are ``split/metric`` or ``tow`` (a run's ``report.json`` lists those its evaluator
+    reports; ``objective:`` in a ``-c`` YAML is the same option). A
     well-formed key that no row has is still only found after the first seed's run (the
     evaluator's keys are known only once it has run): :func:`score` names the keys then.
 
     Raises:
-        ValueError: ``objective`` is not of the form ``split/metric``.
+        ValueError: ``objective`` is neither ``split/metric`` nor ``tow``.
     """
-    if not _METRIC_KEY.fullmatch(objective):
+    if objective not in _BARE_KEYS and not _METRIC_KEY.fullmatch(objective):
         raise ValueError(
             f"--objective {objective!r} is not a metric key: keys are split/metric, e.g. gap/avg "
             "(the default), forget/ua, retain/acc, test/acc, mia/efficacy, time/unlearn_s, or "
-            "test/recall@20 for a recommender; a run's report.json lists them all"
+            "test/recall@20 for a recommender, or tow; a run's report.json lists them all"
         )
 
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from unlearnkit.streams import LoaderSource, Stream, StreamSource, open_streams, reads
 
-__all__ = ["Unlearner", "init_arguments"]
+__all__ = ["DIVERGED", "Unlearner", "check_finite_model", "init_arguments"]
 
 
 def init_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,7 +124,7 @@ class Unlearner(ABC):
         """
         self.check_model(model)
         result = self.apply(model, open_streams(self, model, source), trainer=trainer)
-        self._check_finite(result, "after unlearning: the method diverged; lower its lr or epochs")
+        self._check_finite(result, DIVERGED)
         return result
 
     @abstractmethod
@@ -149,12 +149,7 @@ class Unlearner(ABC):
         )
 
     def _check_finite(self, model: nn.Module, when: str) -> None:
-        for name, param in model.named_parameters():
-            if not bool(torch.isfinite(param.detach()).all()):
-                raise ValueError(
-                    f"{type(self).__name__}.unlearn: the model's parameter {name!r} holds NaN or "
-                    f"inf {when}"
-                )
+        check_finite_model(model, f"{type(self).__name__}.unlearn", when)
 
     def get_params(self) -> dict[str, Any]:
         """The ``__init__`` hyper-parameters, as stored (scikit-learn's convention)."""
@@ -164,3 +159,26 @@ class Unlearner(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+#: The ``when`` of :func:`check_finite_model` after a method ran.
+DIVERGED = "after unlearning: the method diverged; lower its lr or epochs"
+
+
+def check_finite_model(model: nn.Module, who: str, when: str) -> None:
+    """Raise ``ValueError`` when a parameter or a floating-point buffer (e.g. BatchNorm's
+    ``running_var``) of ``model`` holds NaN or inf.
+
+    Args:
+        model: the model to check (not modified).
+        who: the caller, first in the message (e.g. ``"GradientAscent.unlearn"``).
+        when: the rest of the message (e.g. :data:`DIVERGED`).
+
+    Raises:
+        ValueError: naming the first non-finite tensor.
+    """
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all()):
+            kind = "parameter" if isinstance(tensor, nn.Parameter) else "buffer"
+            raise ValueError(f"{who}: the model's {kind} {name!r} holds NaN or inf {when}")

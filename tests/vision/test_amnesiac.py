@@ -109,6 +109,7 @@ def test_a_single_output_model_is_an_error():
     ("labels", "match"),
     [
         (torch.arange(10) % 3 + 0.0, "integer class indices"),  # float labels
+        ((torch.arange(10) % 3).reshape(10, 1), r"(1-D tensor of class indices|scalar class id)"),
         # beyond the 3 outputs
         (torch.arange(10) % 3 + 2, r"must lie in 0\.\.2 .* got range [0-2]\.\.4"),
     ],
@@ -123,3 +124,11 @@ def test_bad_forget_labels_are_one_clear_error(labels, match):
                 RelabelledUnion().build(method, TinyMLP(), LoaderSource(forget, retain))
             else:
                 method.unlearn(TinyMLP(), forget, retain)
+
+
+def test_amnesiac_checks_the_retain_labels_too():
+    forget, _ = _loaders()
+    x = torch.randn(6, 8)
+    retain = DataLoader(TensorDataset(x, torch.tensor([0, 1, 2, 0, 1, 9])), batch_size=3)
+    with pytest.raises(ValueError, match=r"Amnesiac: D_r's labels must lie in 0\.\.2"):
+        RelabelledUnion().build(Amnesiac(), TinyMLP(), LoaderSource(forget, retain))

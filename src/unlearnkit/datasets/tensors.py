@@ -267,7 +267,7 @@ def class_indices(labels: Any, num_classes: int, *, name: str = "labels") -> Ten
     torch's ``cross_entropy`` / indexing errors.
 
     Args:
-        labels: integer tensor (any shape), or anything ``torch.as_tensor`` accepts.
+        labels: ``(N,)`` integer tensor, or anything ``torch.as_tensor`` accepts.
         num_classes: the classifier's number of outputs ``C`` (>= 1).
         name: what the labels are, for the message (e.g. ``"Amnesiac: D_f labels"``).
 
@@ -275,13 +275,18 @@ def class_indices(labels: Any, num_classes: int, *, name: str = "labels") -> Ten
         ``labels`` as an int64 tensor, same shape and device.
 
     Raises:
-        ValueError: a floating-point, complex or boolean dtype (class labels are integer
-            indices), or a label outside ``0..num_classes - 1``.
+        ValueError: not 1-D, a floating-point, complex or boolean dtype (class labels are
+            integer indices), or a label outside ``0..num_classes - 1``.
     """
     labels = torch.as_tensor(labels)
+    if labels.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D tensor of class indices, one per sample, got shape "
+            f"{tuple(labels.shape)}; squeeze an (N, 1) tensor, argmax a one-hot one"
+        )
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(
-            f"{name} must be integer class indices (an int64 tensor), got dtype {labels.dtype}; "
+            f"{name} must be integer class indices, got dtype {labels.dtype}; "
             "convert them with .long() if they are whole numbers"
         )
     labels = labels.long()

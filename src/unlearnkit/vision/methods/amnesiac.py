@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from unlearnkit.base import Stream, UnlearnBatch, init_arguments
+from unlearnkit.datasets.tensors import class_indices, dataset_labels
 from unlearnkit.streams import StreamSource, split_batch, union_loader
 from unlearnkit.vision.methods.random_label import RandomLabel, random_wrong_labels
 
@@ -63,10 +64,15 @@ class RelabelledUnion(Stream):
             collate_fn=forget.collate_fn,  # type: ignore[union-attr]
         )
         batches = [split_batch(b) for b in plain]
-        labels = torch.cat([torch.as_tensor(b.y).reshape(-1).cpu() for b in batches])
         num_classes = _num_classes(model, batches[0].x)
         if num_classes < 2:
             raise ValueError("Amnesiac needs a classifier with at least 2 classes")
+        labels = torch.cat(
+            [class_indices(b.y, num_classes, name="Amnesiac: D_f's labels").cpu() for b in batches]
+        )
+        retain_labels = dataset_labels(retain.dataset)  # type: ignore[union-attr]
+        if retain_labels is not None:  # D_r keeps its labels: checked here, not by torch's CE
+            class_indices(retain_labels, num_classes, name="Amnesiac: D_r's labels")
         generator = torch.Generator().manual_seed(int(method.seed))
         method.forget_labels_ = random_wrong_labels(labels, num_classes, generator)
         relabelled = DataLoader(

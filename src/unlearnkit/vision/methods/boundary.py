@@ -86,7 +86,7 @@ def neighbour_search(
         x_grad = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             logits = model(x_grad)
-            y = class_indices(y, logits.shape[-1], name="Boundary Shrink: the forget set's labels")
+            y = class_indices(y, logits.shape[-1], name="BoundaryShrink: D_f's labels")
             loss = F.cross_entropy(logits, y)
             (grad,) = torch.autograd.grad(loss, x_grad)
         step = bound * grad.sign()

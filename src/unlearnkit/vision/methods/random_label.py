@@ -12,16 +12,18 @@ from unlearnkit.base import LossUnlearner, UnlearnBatch, init_arguments
 from unlearnkit.datasets.tensors import class_indices
 
 
-def random_wrong_labels(y: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
+def random_wrong_labels(
+    y: Tensor, num_classes: int, generator: torch.Generator, *, name: str = "labels"
+) -> Tensor:
     """Uniformly random labels different from ``y``.
 
     Shapes: ``y`` (B,) int64 → (B,) int64, each entry in ``[0, num_classes) \\ {y_i}``.
 
     Raises:
-        ValueError: ``y`` is not integer class indices in ``0..num_classes - 1``
-            (:func:`~unlearnkit.datasets.tensors.class_indices`).
+        ValueError: ``y`` is not ``(B,)`` integer class indices in ``0..num_classes - 1``
+            (:func:`~unlearnkit.datasets.tensors.class_indices`; ``name`` says whose).
     """
-    y = class_indices(y, num_classes, name="the forget set's labels")
+    y = class_indices(y, num_classes, name=name)
     offset = torch.randint(1, num_classes, y.shape, generator=generator, device="cpu").to(y.device)
     return (y + offset) % num_classes
 
@@ -71,5 +73,8 @@ class RandomLabel(LossUnlearner):
         num_classes = logits.shape[-1]
         if num_classes < 2:
             raise ValueError("RandomLabel needs a classifier with at least 2 classes")
-        fake = random_wrong_labels(y, num_classes, self.generator_)
+        # labels of the D_f ∪ D_r batch (each checked; ỹ is used for the D_f rows only)
+        fake = random_wrong_labels(
+            y, num_classes, self.generator_, name="RandomLabel: the D_f/D_r batch's labels"
+        )
         return F.cross_entropy(logits, torch.where(from_forget.to(y.device), fake, y))

@@ -69,8 +69,8 @@ def reproduce_parser() -> ArgumentParser:
     p.add_argument(
         "--threads",
         type=int,
-        help="torch intra-op threads (default: torch's); 1 avoids oversubscription on a "
-        "busy shared machine",
+        help="torch intra-op threads (default: OMP_NUM_THREADS, else cores - 1, the suite's "
+        "thread policy); 1 avoids oversubscription on a busy shared machine",
     )
     p.add_argument(
         "--trainer",

@@ -688,7 +688,7 @@ def test_iau_table_trains_a_gr_original_and_training_overrides_reach_the_config(
     )
     plain = ReproduceOptions(data_root=data, training={"gradient_restriction": 0.0})
     config, *_, mode = build_config(spec, plain)
-    assert config["training"]["gradient_restriction"] == 0.0 and config["training"]["epochs"] == 30
+    assert config["training"]["gradient_restriction"] == 0.0 and config["training"]["epochs"] == 15
     assert "training override (gradient_restriction=0.0): not the table's schedule" in mode
     assert spec.experiment["training"]["gradient_restriction"] == 0.005  # the spec is left as is
     with pytest.raises(ValueError, match="--training must be a YAML mapping"):

@@ -102,9 +102,9 @@ class Unlearner(ABC):
         Raises:
             TypeError: ``model`` is not an ``nn.Module``.
             ValueError: ``forget`` is empty, or a stream the method reads is missing; a parameter
-                of ``model`` holds NaN or inf, before unlearning or after it (the method
-                diverged, e.g. gradient ascent with too large a step: lower ``lr`` or
-                ``epochs``; ``model`` is then left as the method made it).
+                or floating-point buffer of ``model`` holds NaN or inf, before unlearning or
+                after it (the method diverged, e.g. gradient ascent with too large a step:
+                lower ``lr`` or ``epochs``; ``model`` is then left as the method made it).
         """
         for name, loader in {"forget": forget, "retain": retain, **loaders}.items():
             if isinstance(loader, Dataset):

@@ -364,7 +364,8 @@ def dataset_labels(dataset: Dataset) -> Tensor | None:
     if isinstance(dataset, TensorImageDataset):
         return dataset.targets
     if isinstance(dataset, TensorDataset):
-        return dataset.tensors[1] if len(dataset.tensors) > 1 else None
+        labels = dataset.tensors[1] if len(dataset.tensors) > 1 else None
+        return labels if labels is not None and labels.ndim == 1 else None
     if isinstance(dataset, ConcatDataset):
         parts = [dataset_labels(d) for d in dataset.datasets]
         return None if any(p is None for p in parts) else torch.cat(parts)  # type: ignore[arg-type]

@@ -128,9 +128,7 @@ def reproduce_command(argv: list[str]) -> int:
     from unlearnkit.module import check_trainer_arguments
 
     check_trainer_arguments(trainer)  # a missing GPU: one line, before any work
-    training = yaml.safe_load(args.training) or {}
-    if not isinstance(training, dict):
-        raise ValueError(f"--training must be a YAML mapping, got {args.training!r}")
+    training = yaml.safe_load(args.training) or {}  # a non-mapping: refused by build_config
     archs = args.archs
     if args.all_archs:
         archs = list(dict.fromkeys([*(archs or spec.archs), *spec.gpu_archs]))

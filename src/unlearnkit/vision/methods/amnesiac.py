@@ -67,14 +67,14 @@ class RelabelledUnion(Stream):
         num_classes = _num_classes(model, batches[0].x)
         if num_classes < 2:
             raise ValueError("Amnesiac needs a classifier with at least 2 classes")
-        labels = torch.cat(
-            [class_indices(b.y, num_classes, name="Amnesiac: D_f's labels").cpu() for b in batches]
-        )
+        labels = torch.cat([torch.as_tensor(b.y).cpu() for b in batches])  # checked below
         retain_labels = dataset_labels(retain.dataset)  # type: ignore[union-attr]
         if retain_labels is not None:  # D_r keeps its labels: checked here, not by torch's CE
             class_indices(retain_labels, num_classes, name="Amnesiac: D_r's labels")
         generator = torch.Generator().manual_seed(int(method.seed))
-        method.forget_labels_ = random_wrong_labels(labels, num_classes, generator)
+        method.forget_labels_ = random_wrong_labels(
+            labels, num_classes, generator, name="Amnesiac: D_f's labels"
+        )
         relabelled = DataLoader(
             _Relabelled(forget.dataset, method.forget_labels_),  # type: ignore[union-attr]
             batch_size=forget.batch_size,  # type: ignore[union-attr]
